@@ -1,0 +1,256 @@
+"""The adapter protocol: what an engine provides so the suite can test it.
+
+An adapter is one class per engine. It is structural (a ``typing.Protocol``), so an adapter
+module needs no import from this package: the suite inlines an adapter's source into the
+standalone reproduction scripts it writes for failures, and those must run with the engine alone.
+
+Two layers:
+
+* the functional core, which every engine can provide: tensors from and back to NumPy, the op
+  catalog (``ops``), and ``vjp`` of a program written against ``ops`` (nest it for higher order);
+* the stateful layer (capability ``stateful`` and friends): leaf state, ``backward``, an
+  ``autograd.grad``-style call, ``retain_grad``, ``detach``, grad-mode contexts, in-place ops.
+
+An adapter declares what its engine has in ``capabilities``; a rule that needs a missing
+capability is reported as unsupported, never passed and never failed. Errors are matched by
+meaning: ``errors`` maps each meaning in ``ERROR_MEANINGS`` to the exception types (and, where
+one type covers many meanings, a regular expression over the message) that mean it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+Tensor = Any
+"""An engine's tensor; the suite only ever passes it back to the adapter."""
+
+ErrorSpec = tuple[type[BaseException] | tuple[type[BaseException], ...], str | None]
+"""Exception type(s) and an optional regular expression searched in ``str(exc)``."""
+
+CAPABILITIES: dict[str, str] = {
+    "stateful": "leaf state (.grad, is_leaf, requires_grad, grad_fn) and backward()",
+    "autograd_grad": "an autograd.grad-style call that returns gradients without touching .grad",
+    "backward_inputs": "backward(inputs=[...]) restricts accumulation to the listed tensors",
+    "backward_many": "backward on a list of outputs with a list of gradients in one pass",
+    "allow_unused": "autograd.grad's allow_unused and materialize_grads",
+    "retain_grad": "retain_grad() on non-leaf tensors",
+    "grad_assign": "assigning .grad directly (None or a tensor), validated",
+    "no_grad": "no_grad / enable_grad contexts, usable as decorators, thread-local",
+    "set_grad_enabled": "set_grad_enabled(flag) as a context manager",
+    "inference_mode": "inference_mode context and inference tensors",
+    "higher_order": "create_graph / nested vjp: gradients that can be differentiated again",
+    "graph_freeing": "saved tensors freed after backward unless retain_graph",
+    "inplace": "in-place ops (add_, mul_, sub_, zero_, copy_)",
+    "version_counter": "in-place modification of a tensor saved for backward is detected",
+    "detach": "detach(): a leaf alias that shares storage and the version counter",
+    "detach_": "detach_(): detach a non-leaf in place",
+    "integer_tensors": "integer and bool tensors exist (so the 'cannot require grad' rules apply)",
+    "float64": "float64 tensors",
+    "float16": "float16 tensors",
+    "bfloat16": "bfloat16 tensors",
+    "mixed_dtypes": "binary ops between tensors of different floating dtypes promote",
+    "devices": "more than one device, so device rules apply",
+}
+"""Every capability name a rule may need, with what it means. Specs are validated against it."""
+
+ERROR_MEANINGS: dict[str, str] = {
+    "incompatible_shapes": "operands of a broadcasting op have incompatible shapes",
+    "invalid_expand": "expand/broadcast_to to a shape the tensor cannot broadcast to",
+    "inplace_broadcast": "an in-place op would have to broadcast self",
+    "implicit_grad_nonscalar": "backward/grad without a gradient on an output with numel != 1",
+    "grad_shape_mismatch": "an explicit gradient whose shape differs from the output's",
+    "grad_count_mismatch": "a different number of gradients than outputs",
+    "no_grad_fn": "backward/grad from an output that does not require grad",
+    "input_not_requiring_grad": "grad with respect to an input that does not require grad",
+    "unused_input": "grad with respect to an input the output does not depend on",
+    "graph_freed": "a second backward through a graph whose saved tensors were freed",
+    "modified_inplace": "a tensor saved for backward was modified in place",
+    "leaf_inplace": "an in-place op on a leaf that requires grad, with grad mode on",
+    "leaf_view_inplace": "an in-place op on a view of a leaf that requires grad",
+    "nonfloat_requires_grad": "an integer or bool tensor asked to require grad",
+    "nonleaf_requires_grad": "changing requires_grad of a non-leaf",
+    "retain_grad_without_grad": "retain_grad on a tensor that does not require grad",
+    "empty_inputs": "backward(inputs=[])",
+    "invalid_argument": "an invalid combination of arguments (e.g. materialize_grads without allow_unused)",
+    "grad_assign_mismatch": "assigning a .grad of the wrong shape, dtype or type",
+    "device_mismatch": "tensors on different devices in one op",
+    "detach_view": "detach_() on a view",
+    "inference_tensor_saved": "an inference tensor saved for backward",
+}
+"""Every error meaning a rule may expect. An adapter maps each one its engine raises."""
+
+OPS: dict[str, str] = {
+    "add": "add(a, b)",
+    "sub": "sub(a, b)",
+    "mul": "mul(a, b)",
+    "div": "div(a, b)",
+    "neg": "neg(a)",
+    "pow": "pow(a, b): b a tensor or a Python number",
+    "exp": "exp(a)",
+    "log": "log(a)",
+    "sqrt": "sqrt(a)",
+    "sin": "sin(a)",
+    "cos": "cos(a)",
+    "tanh": "tanh(a)",
+    "sigmoid": "sigmoid(a)",
+    "relu": "relu(a)",
+    "abs": "abs(a)",
+    "maximum": "maximum(a, b)",
+    "minimum": "minimum(a, b)",
+    "where": "where(cond, a, b): cond a bool tensor",
+    "gt": "gt(a, b): a bool tensor, never requires grad",
+    "clamp": "clamp(a, min=None, max=None)",
+    "sum": "sum(a, dim=None, keepdim=False): dim an int or a tuple of ints",
+    "mean": "mean(a, dim=None, keepdim=False)",
+    "amax": "amax(a, dim=None, keepdim=False): ties share the gradient evenly",
+    "reshape": "reshape(a, shape)",
+    "permute": "permute(a, dims)",
+    "transpose": "transpose(a, dim0, dim1)",
+    "expand": "expand(a, shape): torch semantics (-1 keeps a size)",
+    "broadcast_to": "broadcast_to(a, shape)",
+    "sum_to_size": "sum_to_size(a, shape): the unbroadcast rule as an op",
+    "squeeze": "squeeze(a, dim)",
+    "unsqueeze": "unsqueeze(a, dim)",
+    "matmul": "matmul(a, b): NumPy/torch matmul with broadcast batch dims",
+    "index": "index(a, key): key built from slices, ints and integer arrays",
+    "cat": "cat(tensors, dim=0)",
+    "stack": "stack(tensors, dim=0)",
+    "softmax": "softmax(a, dim)",
+    "log_softmax": "log_softmax(a, dim)",
+    "floor": "floor(a): differentiable, with a zero gradient everywhere",
+    "argmax": "argmax(a): an integer index, never requires grad",
+    "clone": "clone(a)",
+    "to_dtype": "to_dtype(a, dtype): a differentiable cast",
+    "add_": "add_(a, b): in place, returns a",
+    "sub_": "sub_(a, b): in place, returns a",
+    "mul_": "mul_(a, b): in place, returns a",
+    "zero_": "zero_(a): in place, returns a",
+    "copy_": "copy_(a, b): in place, returns a",
+    "setitem_": "setitem_(a, key, value): a[key] = value, in place, returns a",
+}
+"""The op catalog: every op a program or scenario may call, with its signature."""
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """One engine, as the suite sees it. See the module docstring for the two layers."""
+
+    name: str
+    """Short name, as given to ``--backend``."""
+    capabilities: frozenset[str]
+    """Names from ``CAPABILITIES`` this engine has."""
+    errors: Mapping[str, ErrorSpec]
+    """Meaning (from ``ERROR_MEANINGS``) -> what the engine raises for it."""
+    ops: Any
+    """A namespace with one callable per name in ``OPS`` that the engine supports."""
+
+    def engine_version(self) -> str:
+        """The engine's version string, printed in the run header and the results."""
+
+    def devices(self) -> Sequence[str]:
+        """Devices this engine can run on here; the first is the default."""
+
+    # -- functional core ------------------------------------------------------------------
+    def tensor(self, array: np.ndarray, dtype: str, requires_grad: bool = False, device: str = "cpu") -> Tensor:
+        """A new leaf holding a copy of ``array`` cast to ``dtype`` (a NumPy dtype name)."""
+
+    def numpy(self, t: Tensor) -> np.ndarray:
+        """A NumPy copy of ``t``'s values (detached), in ``t``'s dtype where NumPy has it."""
+
+    def dtype(self, t: Tensor) -> str:
+        """``t``'s dtype as a NumPy-style name: 'float32', 'float64', 'bfloat16', 'int64', 'bool'."""
+
+    def shape(self, t: Tensor) -> tuple[int, ...]: ...
+
+    def device(self, t: Tensor) -> str: ...
+
+    def vjp(
+        self, fn: Callable[..., Tensor], primals: Sequence[Tensor], cotangent: Tensor
+    ) -> tuple[Tensor, list[Tensor]]:
+        """``(fn(*primals), cotangent^T J)``, one gradient per primal, zeros where unused.
+
+        The gradients must themselves be differentiable inside an enclosing ``vjp`` when the
+        engine has ``higher_order``.
+        """
+
+    # -- stateful layer ---------------------------------------------------------------------
+    def grad_of(self, t: Tensor) -> Tensor | None:
+        """``t.grad``: None until the first accumulation."""
+
+    def set_grad(self, t: Tensor, value: Tensor | None) -> None:
+        """``t.grad = value``."""
+
+    def is_leaf(self, t: Tensor) -> bool: ...
+
+    def requires_grad(self, t: Tensor) -> bool: ...
+
+    def has_grad_fn(self, t: Tensor) -> bool: ...
+
+    def requires_grad_(self, t: Tensor, flag: bool = True) -> Tensor: ...
+
+    def backward(
+        self,
+        t: Tensor,
+        gradient: Tensor | None = None,
+        retain_graph: bool | None = None,
+        create_graph: bool = False,
+        inputs: Sequence[Tensor] | None = None,
+    ) -> None: ...
+
+    def backward_many(
+        self,
+        tensors: Sequence[Tensor],
+        grad_tensors: Sequence[Tensor | None] | None = None,
+        retain_graph: bool | None = None,
+        create_graph: bool = False,
+    ) -> None:
+        """``torch.autograd.backward(tensors, grad_tensors)``: one pass over several roots."""
+
+    def grad(
+        self,
+        outputs: Tensor | Sequence[Tensor],
+        inputs: Tensor | Sequence[Tensor],
+        grad_outputs: Tensor | Sequence[Tensor | None] | None = None,
+        retain_graph: bool | None = None,
+        create_graph: bool = False,
+        allow_unused: bool | None = None,
+        materialize_grads: bool = False,
+    ) -> tuple[Tensor | None, ...]:
+        """``torch.autograd.grad``: gradients returned, ``.grad`` untouched."""
+
+    def retain_grad(self, t: Tensor) -> None: ...
+
+    def retains_grad(self, t: Tensor) -> bool: ...
+
+    def detach(self, t: Tensor) -> Tensor: ...
+
+    def version(self, t: Tensor) -> int:
+        """The version counter: +1 per in-place write through ``t`` or an alias (``version_counter``)."""
+
+    def is_inference(self, t: Tensor) -> bool:
+        """Whether ``t`` was made under ``inference_mode``."""
+
+    def detach_(self, t: Tensor) -> Tensor: ...
+
+    def shares_storage(self, a: Tensor, b: Tensor) -> bool:
+        """Whether a write through one is visible through the other."""
+
+    def no_grad(self) -> AbstractContextManager[None]:
+        """A context manager that is also usable as a decorator."""
+
+    def enable_grad(self) -> AbstractContextManager[None]: ...
+
+    def set_grad_enabled(self, flag: bool) -> AbstractContextManager[None]: ...
+
+    def is_grad_enabled(self) -> bool: ...
+
+    def inference_mode(self) -> AbstractContextManager[None]: ...
+
+
+def missing_capabilities(adapter: Adapter, needs: Iterator[str] | Sequence[str]) -> list[str]:
+    """The capabilities in ``needs`` that ``adapter`` lacks, in order."""
+    return [need for need in needs if need not in adapter.capabilities]

@@ -1,0 +1,52 @@
+"""Finding an adapter by the name given to ``--backend``.
+
+A name is one of: a built-in (``torch``, ``numpy``), an entry point in the group
+``autograd_conformance.backends`` (how an engine's own package registers its adapter), or
+``package.module:Class``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+BUILTIN = {
+    "torch": "conformance.backends.pytorch:TorchAdapter",
+    "numpy": "conformance.backends.reference:ReferenceAdapter",
+}
+GROUP = "autograd_conformance.backends"
+
+
+class UnknownBackend(LookupError):
+    """A ``--backend`` value that names nothing loadable; the message lists what is known."""
+
+
+def available() -> dict[str, str]:
+    """Every backend name known without importing it: built-ins, then entry points."""
+    names = dict(BUILTIN)
+    names.update({ep.name: ep.value for ep in entry_points(group=GROUP)})
+    return names
+
+
+def _load(target: str, name: str) -> type:
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UnknownBackend(f"backend {name!r} could not be imported ({exc}); is its engine installed?") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError as exc:
+        raise UnknownBackend(f"backend {name!r}: module {module_name!r} has no {attr!r}") from exc
+
+
+def resolve(name: str) -> Any:
+    """An adapter instance for ``name``."""
+    known = available()
+    if name in known:
+        return _load(known[name], name)()
+    if ":" in name:
+        return _load(name, name)()
+    listed = ", ".join(sorted(known))
+    raise UnknownBackend(f"unknown backend {name!r}; available: {listed}, or package.module:Class")

@@ -1,0 +1,72 @@
+"""The restricted Python that programs and scenario steps are written in.
+
+Specs hold code as data: a program is one expression over the op catalog, a scenario is a few
+statements over the runtime vocabulary. Both are checked here when specs load, so a typo is a
+spec error that names the rule and field, not a failure of the engine under test.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+from functools import cache
+from types import CodeType
+
+_ALLOWED = (
+    ast.Module, ast.Expression, ast.Expr, ast.Assign, ast.AugAssign, ast.Name, ast.Constant,
+    ast.Call, ast.keyword, ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.Lambda,
+    ast.arguments, ast.arg, ast.With, ast.withitem, ast.Subscript, ast.Slice, ast.Tuple, ast.List,
+    ast.Load, ast.Store, ast.operator, ast.unaryop, ast.cmpop, ast.boolop, ast.IfExp, ast.Attribute,
+    ast.Pass, ast.For, ast.FunctionDef, ast.Return, ast.Dict, ast.Yield,
+)  # fmt: skip
+
+
+class LanguageError(ValueError):
+    """A program or scenario that uses something outside the language."""
+
+
+def _check(tree: ast.AST, known: Iterable[str]) -> None:
+    defined = set(known)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Name, ast.arg)) and (
+            isinstance(getattr(node, "ctx", None), ast.Store) or isinstance(node, ast.arg)
+        ):
+            defined.add(node.id if isinstance(node, ast.Name) else node.arg)
+        elif isinstance(node, ast.FunctionDef):
+            defined.add(node.name)
+    for node in ast.walk(tree):
+        if not isinstance(node, _ALLOWED):
+            raise LanguageError(f"line {getattr(node, 'lineno', '?')}: {type(node).__name__} is not allowed")
+        if isinstance(node, ast.Attribute) and not (isinstance(node.value, ast.Name) and node.value.id == "np"):
+            raise LanguageError(f"line {node.lineno}: attribute access is allowed on np only")
+        if isinstance(node, ast.Name) and node.id not in defined:
+            raise LanguageError(f"line {node.lineno}: unknown name {node.id!r}")
+        if isinstance(node, ast.Name) and node.id.startswith("_"):
+            raise LanguageError(f"line {node.lineno}: private name {node.id!r}")
+
+
+@cache
+def compile_expression(source: str, known: frozenset[str] | None = None) -> CodeType:
+    """Parse and check one expression; ``known`` None means any name (checked elsewhere)."""
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise LanguageError(f"syntax error: {exc.msg}") from exc
+    if known is not None:
+        _check(tree, known)
+    return compile(tree, "<program>", "eval")
+
+
+def check_script(source: str, known: Iterable[str]) -> None:
+    """Raise ``LanguageError`` unless ``source`` is a valid scenario over ``known`` names."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise LanguageError(f"line {exc.lineno}: syntax error: {exc.msg}") from exc
+    _check(tree, known)
+
+
+def called_names(program: str) -> frozenset[str]:
+    """The names a program calls: its ops."""
+    tree = ast.parse(program.strip(), mode="eval")
+    return frozenset(n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name))

@@ -1,0 +1,172 @@
+"""What a rule's script runs against: the scenario vocabulary and the checks.
+
+Every rule expands into a short script (see ``templates``) written in this vocabulary. The
+script runs with ``bind(adapter, ...)`` as its globals. Self-contained on purpose (NumPy and the
+standard library only): a reproduction script inlines this file and the adapter's source, then
+runs the very same script, so it reproduces a failure with the engine alone.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+DEFAULT_TOLERANCES = {
+    "float16": (1e-2, 1e-2),
+    "bfloat16": (4e-2, 4e-2),
+    "float32": (1e-4, 1e-5),
+    "float64": (1e-7, 1e-10),
+}
+"""(rtol, atol) per dtype when a rule gives none: engine values against the float64 oracle."""
+
+
+class ConformanceFailure(AssertionError):
+    """A check that diverged. ``kind`` names which check: the report groups failures by it."""
+
+    KINDS = (
+        "dtype",
+        "shape",
+        "value",
+        "missing_grad",
+        "unexpected_grad",
+        "structure",
+        "missing_error",
+        "wrong_error",
+        "unexpected_error",
+    )
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"[{kind}] {message}")
+        self.kind = kind
+        self.detail = message
+
+
+def _raised_matches(exc: BaseException, spec: Any) -> bool:
+    types, pattern = spec
+    return isinstance(exc, types) and (pattern is None or re.search(pattern, str(exc)) is not None)
+
+
+class Checks:
+    """The ``expect_*`` vocabulary, bound to one adapter, dtype and tolerance table."""
+
+    def __init__(self, adapter: Any, dtype: str, tolerances: dict[str, tuple[float, float]]) -> None:
+        self.adapter = adapter
+        self.dtype = dtype
+        self.tolerances = {**DEFAULT_TOLERANCES, **tolerances}
+
+    def expect_close(self, actual: Any, expected: Any, dtype: str | None = None) -> None:
+        """dtype, then shape, then values (NaN equals NaN, infinities must match)."""
+        if actual is None:
+            raise ConformanceFailure("missing_grad", "expected a tensor, got None")
+        want_dtype = dtype or self.dtype
+        got_dtype = self.adapter.dtype(actual)
+        if got_dtype != want_dtype:
+            raise ConformanceFailure("dtype", f"dtype is {got_dtype}, expected {want_dtype}")
+        expected = np.asarray(expected, dtype=np.float64)
+        got_shape = tuple(self.adapter.shape(actual))
+        if got_shape != expected.shape:
+            raise ConformanceFailure("shape", f"shape is {got_shape}, expected {expected.shape}")
+        got = np.asarray(self.adapter.numpy(actual), dtype=np.float64)
+        rtol, atol = self.tolerances[want_dtype]
+        if not np.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True):
+            with np.errstate(invalid="ignore"):
+                err = np.nanmax(np.abs(got - expected)) if got.size else 0.0
+            raise ConformanceFailure(
+                "value",
+                f"values differ (rtol={rtol}, atol={atol}, max abs err={err:.3g})\n"
+                f"  got:      {np.array2string(got, precision=6)}\n"
+                f"  expected: {np.array2string(expected, precision=6)}",
+            )
+
+    def expect_grad(self, t: Any, expected: Any, dtype: str | None = None) -> None:
+        """``t.grad`` is present and close to ``expected``."""
+        grad = self.adapter.grad_of(t)
+        if grad is None:
+            raise ConformanceFailure("missing_grad", ".grad is None, expected a gradient")
+        self.expect_close(grad, expected, dtype)
+
+    def expect_no_grad(self, t: Any) -> None:
+        """``t.grad`` is None."""
+        grad = self.adapter.grad_of(t)
+        if grad is not None:
+            raise ConformanceFailure("unexpected_grad", f".grad is {self.adapter.numpy(grad)!r}, expected None")
+
+    def expect_none(self, value: Any) -> None:
+        if value is not None:
+            raise ConformanceFailure("unexpected_grad", f"got {value!r}, expected None")
+
+    def expect_equal(self, actual: Any, expected: Any) -> None:
+        """A structural fact: a flag, a shape, a dtype name."""
+        if isinstance(actual, (list, tuple)) and isinstance(expected, (list, tuple)):
+            actual, expected = tuple(actual), tuple(expected)
+        if actual != expected:
+            raise ConformanceFailure("structure", f"got {actual!r}, expected {expected!r}")
+
+    def expect_shape(self, t: Any, shape: Any) -> None:
+        got = tuple(self.adapter.shape(t))
+        if got != tuple(shape):
+            raise ConformanceFailure("shape", f"shape is {got}, expected {tuple(shape)}")
+
+    @contextmanager
+    def raises(self, meaning: str) -> Iterator[None]:
+        """The block must raise what the adapter maps ``meaning`` to."""
+        spec = self.adapter.errors.get(meaning)
+        if spec is None:
+            raise ConformanceFailure("missing_error", f"the adapter maps no error to {meaning!r}")
+        try:
+            yield
+        except Exception as exc:  # the engine's own exception, whatever its type
+            if not _raised_matches(exc, spec):
+                raise ConformanceFailure(
+                    "wrong_error", f"expected {meaning} ({spec}), got {type(exc).__name__}: {exc}"
+                ) from exc
+        else:
+            raise ConformanceFailure("missing_error", f"expected {meaning}, nothing was raised")
+
+
+STATEFUL = (
+    "grad_of", "set_grad", "is_leaf", "requires_grad", "has_grad_fn", "requires_grad_", "backward",
+    "backward_many", "grad", "retain_grad", "retains_grad", "detach", "detach_", "shares_storage",
+    "version", "is_inference",
+    "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "inference_mode", "numpy",
+    "dtype", "shape", "device", "vjp",
+)  # fmt: skip
+"""Adapter methods a script may call by their bare names."""
+
+CHECKS = (
+    "expect_close", "expect_grad", "expect_no_grad", "expect_none", "expect_equal", "expect_shape",
+    "raises",
+)  # fmt: skip
+
+
+def bind(
+    adapter: Any, dtype: str, device: str = "cpu", tolerances: dict[str, tuple[float, float]] | None = None
+) -> dict[str, Any]:
+    """The globals a rule's script runs with: ops, adapter methods, checks, ``tensor``."""
+    checks = Checks(adapter, dtype, tolerances or {})
+
+    def tensor(array: Any, dtype: str | None = None, requires_grad: bool = False) -> Any:
+        """A leaf from an array, in the rule's dtype and device unless told otherwise."""
+        return adapter.tensor(np.asarray(array), dtype or checks.dtype, requires_grad, device)
+
+    namespace: dict[str, Any] = {"np": np, "adapter": adapter, "DTYPE": dtype, "DEVICE": device}
+    namespace.update({n: getattr(adapter.ops, n) for n in dir(adapter.ops) if not n.startswith("_")})
+    namespace.update({name: getattr(adapter, name) for name in STATEFUL if hasattr(adapter, name)})
+    namespace.update({name: getattr(checks, name) for name in CHECKS})
+    namespace["tensor"] = tensor
+    namespace["in_thread"] = in_thread
+    return namespace
+
+
+def in_thread(fn: Any) -> Any:
+    """``fn()`` run in a new thread: grad mode is thread-local, so this shows the default."""
+    result = []
+    worker = threading.Thread(target=lambda: result.append(fn()))
+    worker.start()
+    worker.join()
+    return result[0]

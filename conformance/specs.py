@@ -1,0 +1,260 @@
+"""Loading and validating the rules in ``specs/*.toml``.
+
+The format is documented in ``specs/README.md``. Every field is checked here, and each problem
+is reported with its file, rule id and field, so a malformed spec never reaches an engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conformance import language
+from conformance.adapter import CAPABILITIES
+
+LEVELS = ("required", "recommended", "extension")
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+SHAPE_KINDS = ("same", "independent", "broadcastable", "incompatible", "matmul", "expand", "scalar", "fixed")
+DOMAINS = {"real": (-2.0, 2.0), "positive": (0.25, 2.0), "unit": (-0.9, 0.9), "nonzero": (0.25, 2.0)}
+"""name -> (low, high). ``nonzero`` draws a magnitude in that range and a random sign."""
+
+_ID = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9][a-z0-9_-]*)+$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_COMMON = {
+    "id", "area", "level", "statement", "template", "references", "needs", "dtypes", "tolerance",
+    "given", "examples",
+}  # fmt: skip
+_GIVEN = {"names", "shapes", "min_dims", "max_dims", "min_side", "max_side", "max_size", "domain", "like", "fixed"}
+_EXAMPLE = {"shapes", "values", "upstream", "result"}
+
+
+class SpecError(ValueError):
+    """One problem in one spec file, located by rule id and field."""
+
+    def __init__(self, path: Path | str, rule: str | None, field: str | None, message: str) -> None:
+        where = f"{path}"
+        if rule:
+            where += f": rule {rule!r}"
+        if field:
+            where += f": field {field!r}"
+        super().__init__(f"{where}: {message}")
+        self.path, self.rule, self.field = str(path), rule, field
+
+
+@dataclass(frozen=True)
+class Given:
+    """Generator parameters: which arrays a rule draws, and how."""
+
+    names: tuple[str, ...] = ("x",)
+    shapes: str = "same"
+    min_dims: int = 0
+    max_dims: int = 3
+    min_side: int = 0
+    max_side: int = 4
+    max_size: int = 64
+    domain: Mapping[str, str] = field(default_factory=dict)
+    like: Mapping[str, str] = field(default_factory=dict)
+    fixed: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def domain_of(self, name: str) -> str:
+        return self.domain.get(name, self.domain.get("*", "real"))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule of autograd, as data."""
+
+    id: str
+    area: str
+    level: str
+    statement: str
+    template: str
+    args: Mapping[str, Any]
+    given: Given
+    examples: tuple[Mapping[str, Any], ...]
+    dtypes: tuple[str, ...]
+    tolerances: Mapping[str, tuple[float, float]]
+    needs: tuple[str, ...]
+    references: tuple[str, ...]
+    path: str
+
+    def all_needs(self) -> tuple[str, ...]:
+        """Declared needs plus those implied by the template arguments."""
+        from conformance.templates import TEMPLATES
+
+        implied = TEMPLATES[self.template].needs(self)
+        return tuple(dict.fromkeys([*self.needs, *implied]))
+
+
+def _expect(cond: bool, path: Path, rule: str | None, fld: str, message: str) -> None:
+    if not cond:
+        raise SpecError(path, rule, fld, message)
+
+
+def _str_list(value: Any, path: Path, rule: str, fld: str) -> tuple[str, ...]:
+    _expect(
+        isinstance(value, list) and all(isinstance(v, str) for v in value),
+        path, rule, fld, f"must be a list of strings, got {value!r}",
+    )  # fmt: skip
+    return tuple(value)
+
+
+def _given(raw: Any, path: Path, rid: str) -> Given:
+    _expect(isinstance(raw, dict), path, rid, "given", "must be a table")
+    unknown = set(raw) - _GIVEN
+    _expect(not unknown, path, rid, f"given.{min(unknown or {''})}", f"unknown field; known: {sorted(_GIVEN)}")
+    names = _str_list(raw.get("names", ["x"]), path, rid, "given.names")
+    for n in names:
+        _expect(bool(_NAME.match(n)), path, rid, "given.names", f"{n!r} is not a lower-case identifier")
+    kind = raw.get("shapes", "same")
+    _expect(kind in SHAPE_KINDS, path, rid, "given.shapes", f"{kind!r} is not one of {SHAPE_KINDS}")
+    ints = {}
+    for key in ("min_dims", "max_dims", "min_side", "max_side", "max_size"):
+        if key in raw:
+            ok = isinstance(raw[key], int) and not isinstance(raw[key], bool) and raw[key] >= 0
+            _expect(ok, path, rid, f"given.{key}", f"must be a non-negative integer, got {raw[key]!r}")
+            ints[key] = raw[key]
+    domain = raw.get("domain", {})
+    domain = {"*": domain} if isinstance(domain, str) else domain
+    _expect(isinstance(domain, dict), path, rid, "given.domain", "must be a string or a table")
+    for name, dom in domain.items():
+        _expect(dom in DOMAINS, path, rid, f"given.domain.{name}", f"{dom!r} is not one of {sorted(DOMAINS)}")
+    like = raw.get("like", {})
+    _expect(isinstance(like, dict), path, rid, "given.like", "must be a table of name = name")
+    for extra, source in like.items():
+        ok = _NAME.match(extra) is not None and (source in names or source == "result")
+        _expect(ok, path, rid, f"given.like.{extra}", f"must name one of {list(names)} or 'result'")
+    fixed = raw.get("fixed", {})
+    _expect(isinstance(fixed, dict), path, rid, "given.fixed", "must be a table of name = shape")
+    if kind == "fixed":
+        missing = [n for n in names if n not in fixed]
+        _expect(not missing, path, rid, "given.fixed", f"no shape for {missing}")
+    if kind in ("matmul", "incompatible"):
+        _expect(len(names) == 2, path, rid, "given.names", f"shapes = {kind!r} draws exactly two names")
+    return Given(
+        names=names, shapes=kind, domain=domain, like=like,
+        fixed={k: tuple(v) for k, v in fixed.items()}, **ints,
+    )  # fmt: skip
+
+
+def _tolerances(raw: Any, path: Path, rid: str) -> dict[str, tuple[float, float]]:
+    _expect(isinstance(raw, dict), path, rid, "tolerance", "must be a table of dtype = {rtol, atol}")
+    out = {}
+    for dtype, tol in raw.items():
+        fld = f"tolerance.{dtype}"
+        _expect(dtype in DTYPES, path, rid, fld, f"unknown dtype; known: {DTYPES}")
+        ok = isinstance(tol, dict) and set(tol) == {"rtol", "atol"}
+        _expect(
+            ok and all(isinstance(v, (int, float)) for v in tol.values()), path, rid, fld, "needs rtol and atol numbers"
+        )
+        out[dtype] = (float(tol["rtol"]), float(tol["atol"]))
+    return out
+
+
+def parse_rule(raw: Any, path: Path, default_area: str | None) -> Rule:
+    """Validate one ``[[rule]]`` table."""
+    from conformance.templates import TEMPLATES
+
+    _expect(isinstance(raw, dict), path, None, "rule", "each [[rule]] must be a table")
+    rid = raw.get("id")
+    _expect(isinstance(rid, str) and bool(_ID.match(rid)), path, str(rid), "id",
+            "must be a stable dotted id such as 'broadcasting.grad.sum-to-shape'")  # fmt: skip
+    area = raw.get("area", default_area)
+    _expect(isinstance(area, str) and bool(area), path, rid, "area", "missing (set it on the rule or the file)")
+    _expect(rid.split(".")[0] == area, path, rid, "id", f"must start with its area {area!r}")
+    level = raw.get("level")
+    _expect(level in LEVELS, path, rid, "level", f"must be one of {LEVELS}, got {level!r}")
+    statement = raw.get("statement")
+    _expect(isinstance(statement, str) and bool(statement.strip()), path, rid, "statement", "must be a sentence")
+    template = raw.get("template")
+    _expect(template in TEMPLATES, path, rid, "template", f"must be one of {sorted(TEMPLATES)}, got {template!r}")
+    spec = TEMPLATES[template]
+    args = {k: v for k, v in raw.items() if k not in _COMMON}
+    for key in args:
+        _expect(key in spec.fields, path, rid, key, f"unknown field for template {template!r}; "
+                f"known: {sorted(_COMMON | set(spec.fields))}")  # fmt: skip
+    for key, required in spec.fields.items():
+        _expect(not required or key in args, path, rid, key, f"required by template {template!r}")
+    needs = _str_list(raw.get("needs", []), path, rid, "needs")
+    for need in needs:
+        _expect(need in CAPABILITIES, path, rid, "needs", f"unknown capability {need!r}; known: {sorted(CAPABILITIES)}")
+    dtypes = _str_list(raw.get("dtypes", ["float32", "float64"]), path, rid, "dtypes")
+    for dtype in dtypes:
+        _expect(dtype in DTYPES, path, rid, "dtypes", f"unknown dtype {dtype!r}; known: {DTYPES}")
+    examples = raw.get("examples", [])
+    _expect(isinstance(examples, list), path, rid, "examples", "must be an array of tables")
+    for i, ex in enumerate(examples):
+        ok = isinstance(ex, dict) and not set(ex) - _EXAMPLE
+        _expect(ok, path, rid, f"examples[{i}]", f"must be a table with keys from {sorted(_EXAMPLE)}")
+    rule = Rule(
+        id=rid,
+        area=area,
+        level=level,
+        statement=" ".join(statement.split()),
+        template=template,
+        args=args,
+        given=_given(raw.get("given", {}), path, rid),
+        examples=tuple(examples),
+        dtypes=dtypes,
+        tolerances=_tolerances(raw.get("tolerance", {}), path, rid),
+        needs=needs,
+        references=_str_list(raw.get("references", []), path, rid, "references"),
+        path=str(path),
+    )
+    try:
+        spec.validate(rule)
+    except (SpecError, language.LanguageError) as exc:
+        if isinstance(exc, SpecError):
+            raise
+        raise SpecError(path, rid, getattr(exc, "field", None) or spec.code_field, str(exc)) from exc
+    return rule
+
+
+def load_file(path: Path) -> list[Rule]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(path, None, None, f"not valid TOML: {exc}") from exc
+    unknown = set(data) - {"area", "rule"}
+    _expect(not unknown, path, None, min(unknown or {""}), "unknown top-level key; expected 'area' and [[rule]]")
+    rules = data.get("rule", [])
+    _expect(isinstance(rules, list), path, None, "rule", "must be an array of tables ([[rule]])")
+    return [parse_rule(raw, path, data.get("area")) for raw in rules]
+
+
+def default_specs_dir() -> Path:
+    """``specs/`` of a checkout, or the copy installed inside the package."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "specs", package.parent / "specs"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"no specs directory beside {package}")
+
+
+def load(paths: Iterable[Path] | None = None) -> list[Rule]:
+    """Every rule in the given files or directories (default: the shipped specs), sorted by id."""
+    files: list[Path] = []
+    for p in paths or [default_specs_dir()]:
+        files.extend(sorted(p.glob("*.toml")) if p.is_dir() else [p])
+    rules: list[Rule] = []
+    seen: dict[str, str] = {}
+    for f in files:
+        for rule in load_file(f):
+            _expect(rule.id not in seen, f, rule.id, "id", f"duplicate id (also in {seen.get(rule.id)})")
+            seen[rule.id] = str(f)
+            rules.append(rule)
+    return sorted(rules, key=lambda r: r.id)
+
+
+def spec_version(paths: Iterable[Path] | None = None) -> str:
+    """A digest of the spec files: the gate's verdict depends on it, so the header prints it."""
+    digest = hashlib.sha256()
+    for p in paths or [default_specs_dir()]:
+        for f in sorted(p.glob("*.toml")) if p.is_dir() else [p]:
+            digest.update(f.name.encode() + f.read_bytes())
+    return digest.hexdigest()[:12]

@@ -1,0 +1,155 @@
+"""Hypothesis strategies for a rule's cases: a dtype, shapes, bounded values.
+
+Shapes come from ``hypothesis.extra.numpy`` (``mutually_broadcastable_shapes`` with 0-d and
+size-0 dims allowed, capped in total size). Values are drawn at the dtype's own width, bounded,
+without NaN, infinities or subnormals, and kept as float64 arrays that are exactly representable
+in that dtype, so the oracle sees precisely what the engine sees.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from conformance.specs import DOMAINS, Given
+
+Shape = tuple[int, ...]
+_WIDTH = {"float16": 16, "bfloat16": 32, "float32": 32, "float64": 64}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One concrete input to a rule: what a failure prints, shrunk."""
+
+    dtype: str
+    arrays: Mapping[str, np.ndarray]
+    result: Shape = ()
+    upstream: np.ndarray | None = field(default=None, compare=False)
+
+    def __repr__(self) -> str:
+        parts = [f"dtype={self.dtype!r}"]
+        parts += [
+            f"{k}={np.array2string(v, precision=6, separator=', ')} (shape {v.shape})" for k, v in self.arrays.items()
+        ]
+        if self.upstream is not None:
+            parts.append(f"upstream={np.array2string(self.upstream, precision=6, separator=', ')}")
+        return "Case(" + ", ".join(parts) + ")"
+
+
+def representable(values: np.ndarray, dtype: str) -> np.ndarray:
+    """``values`` rounded to ``dtype`` and back to float64 (bfloat16 by truncating float32)."""
+    values = np.asarray(values, dtype=np.float64)
+    if dtype == "bfloat16":
+        bits = values.astype(np.float32).view(np.uint32) & np.uint32(0xFFFF0000)
+        return bits.view(np.float32).astype(np.float64)
+    return values.astype(dtype).astype(np.float64)
+
+
+def _size_ok(shapes: Sequence[Shape], cap: int) -> bool:
+    return all(math.prod(s) <= cap for s in shapes)
+
+
+@st.composite
+def _incompatible(draw: st.DrawFn, g: Given) -> tuple[list[Shape], Shape]:
+    """Two shapes that do not broadcast: one aligned dim has sizes n != m, neither 1."""
+    a, b = draw(
+        hnp.mutually_broadcastable_shapes(
+            num_shapes=2, min_dims=max(g.min_dims, 1), max_dims=g.max_dims, min_side=1, max_side=g.max_side
+        )
+    ).input_shapes
+    i = draw(st.integers(1, min(len(a), len(b))))
+    sizes = [0, *range(2, g.max_side + 2)]
+    n = draw(st.sampled_from(sizes))
+    m = draw(st.sampled_from([s for s in sizes if s != n]))
+    a, b = list(a), list(b)
+    a[-i], b[-i] = n, m
+    return [tuple(a), tuple(b)], ()
+
+
+def shapes(g: Given) -> st.SearchStrategy[tuple[list[Shape], Shape]]:
+    """The input shapes for ``g.names`` and the broadcast result shape."""
+    n = len(g.names)
+    dims = {"min_dims": g.min_dims, "max_dims": g.max_dims, "min_side": g.min_side, "max_side": g.max_side}
+    if g.shapes in ("same", "scalar"):
+        base = st.just(()) if g.shapes == "scalar" else hnp.array_shapes(**dims)
+        strategy = base.map(lambda s: ([s] * n, s))
+    elif g.shapes == "independent":
+        strategy = st.lists(hnp.array_shapes(**dims), min_size=n, max_size=n).map(lambda ss: (ss, ()))
+    elif g.shapes == "fixed":
+        fixed = [g.fixed[name] for name in g.names]
+        strategy = st.just((fixed, np.broadcast_shapes(*fixed)))
+    elif g.shapes == "incompatible":
+        return _incompatible(g)
+    elif g.shapes == "matmul":
+        sig = "(m?,n),(n,p?)->(m?,p?)"
+        strategy = hnp.mutually_broadcastable_shapes(signature=sig, **dims).map(
+            lambda bs: (list(bs.input_shapes), bs.result_shape)
+        )
+    else:  # broadcastable, expand (one more hidden shape widens the result)
+        extra = 1 if g.shapes == "expand" else 0
+        strategy = hnp.mutually_broadcastable_shapes(num_shapes=n + extra, **dims).map(
+            lambda bs: (list(bs.input_shapes[:n]), bs.result_shape)
+        )
+    return strategy.filter(lambda sr: _size_ok([*sr[0], sr[1]], g.max_size))
+
+
+def values(shape: Shape, dtype: str, domain: str) -> st.SearchStrategy[np.ndarray]:
+    """Bounded finite values of ``dtype``, as exact float64."""
+    low, high = DOMAINS[domain]
+    elements = st.floats(low, high, width=_WIDTH[dtype], allow_subnormal=False)
+    if domain == "nonzero":
+        elements = st.tuples(elements, st.booleans()).map(lambda t: -t[0] if t[1] else t[0])
+    return hnp.arrays(np.float64, shape, elements=elements).map(lambda a: representable(a, dtype))
+
+
+@st.composite
+def cases(draw: st.DrawFn, g: Given, dtypes: Sequence[str]) -> Case:
+    """A dtype, then shapes, then values for every name (and every ``like`` extra)."""
+    dtype = draw(st.sampled_from(list(dtypes)))
+    input_shapes, result = draw(shapes(g))
+    arrays = {name: draw(values(s, dtype, g.domain_of(name))) for name, s in zip(g.names, input_shapes)}
+    for extra, source in g.like.items():
+        shape = result if source == "result" else arrays[source].shape
+        arrays[extra] = draw(values(shape, dtype, g.domain_of(extra)))
+    return Case(dtype, arrays, tuple(result))
+
+
+def fill(shape: Shape, domain: str) -> np.ndarray:
+    """Deterministic, distinct values across the domain: an explicit example's default."""
+    low, high = DOMAINS[domain]
+    size = math.prod(shape)
+    return np.linspace(low + (high - low) / 8, high, size).reshape(shape) if size else np.zeros(shape)
+
+
+def example_case(g: Given, example: Mapping[str, Any], dtype: str) -> Case:
+    """The ``Case`` for one of a rule's explicit examples."""
+    given_values = example.get("values", {})
+    given_shapes = example.get("shapes", {})
+    arrays = {}
+    for name in [*g.names, *g.like]:
+        if name in given_values:
+            arrays[name] = representable(np.asarray(given_values[name], dtype=np.float64), dtype)
+        elif name in given_shapes:
+            arrays[name] = representable(fill(tuple(given_shapes[name]), g.domain_of(name)), dtype)
+        elif name in g.like:
+            source = g.like[name]
+            shape = arrays[source].shape if source in arrays else tuple(example.get("result", ()))
+            arrays[name] = representable(fill(shape, g.domain_of(name)), dtype)
+        else:
+            default = g.fixed.get(name, ())
+            arrays[name] = representable(fill(tuple(default), g.domain_of(name)), dtype)
+    if "result" in example:
+        result = tuple(example["result"])
+    else:
+        try:
+            result = np.broadcast_shapes(*(a.shape for name, a in arrays.items() if name in g.names))
+        except ValueError:
+            result = ()
+    upstream = example.get("upstream")
+    return Case(dtype, arrays, result, None if upstream is None else np.asarray(upstream, dtype=np.float64))

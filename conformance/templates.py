@@ -1,0 +1,256 @@
+"""The property templates: each turns a rule and one drawn case into a script.
+
+A script is a few lines in the runtime vocabulary (``runtime``), preceded by its inputs and the
+oracle's expectations written out as literals. The runner executes it against the adapter; a
+failure's reproduction file is the same script behind the inlined adapter and runtime. Four
+templates cover the specs:
+
+* ``forward``  - the program's output (dtype, shape, values) equals the oracle's;
+* ``gradient`` - each input's gradient equals the oracle's VJP (cross-checked by finite
+  differences), through ``backward``, ``grad`` or the functional ``vjp``;
+* ``raises``   - the program raises the error the adapter maps to a meaning;
+* ``scenario`` - hand-written steps with ``expect_*`` checks and named oracle expectations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from conformance import language, oracle, runtime
+from conformance.adapter import ERROR_MEANINGS, OPS
+from conformance.specs import Rule, SpecError
+from conformance.strategies import Case, cases, fill, representable, values
+
+BUILTINS = ("slice", "len", "list", "tuple", "range", "float", "int", "bool")
+VOCABULARY = frozenset(
+    {*OPS, *runtime.STATEFUL, *runtime.CHECKS, *BUILTINS, "tensor", "in_thread", "np", "DTYPE", "DEVICE", "RESULT"}
+)
+"""Names a program or scenario may use, besides its drawn arrays (upper-cased) and oracle names."""
+
+
+class OracleError(RuntimeError):
+    """The oracle disagrees with itself (its VJP with finite differences): a bug in the suite."""
+
+
+def literal(value: Any) -> str:
+    """Python source that rebuilds ``value`` exactly (arrays via a flat list and a reshape)."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        arr = np.asarray(value)
+        if arr.dtype == bool:
+            items = ", ".join(repr(bool(x)) for x in arr.ravel())
+            return f"np.array([{items}], dtype=bool).reshape({arr.shape})"
+        items = ", ".join(_number(float(x)) for x in arr.astype(np.float64).ravel())
+        return f"np.array([{items}], dtype=np.float64).reshape({arr.shape})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(literal(v) for v in value)
+        if isinstance(value, list):
+            return f"[{inner}]"
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, float):
+        return _number(value)
+    return repr(value)
+
+
+def _number(x: float) -> str:
+    if np.isnan(x):
+        return "np.nan"
+    if np.isinf(x):
+        return "np.inf" if x > 0 else "-np.inf"
+    return repr(x)
+
+
+def _inputs(case: Case) -> dict[str, Any]:
+    """Drawn arrays by their script names (upper case), plus the broadcast result shape."""
+    return {**{k.upper(): v for k, v in case.arrays.items()}, "RESULT": case.result}
+
+
+def _constants(constants: Mapping[str, Any]) -> str:
+    return "".join(f"{name} = {literal(v)}\n" for name, v in constants.items())
+
+
+class Template:
+    """Base: the fields a template takes, its implied needs, its strategy and its script."""
+
+    fields: dict[str, bool] = {}
+    """Template argument -> required."""
+    code_field = "program"
+    """The field a language error is reported against."""
+
+    def needs(self, rule: Rule) -> list[str]:
+        return []
+
+    def validate(self, rule: Rule) -> None:
+        program = rule.args.get("program")
+        if program is not None:
+            if not isinstance(program, str):
+                raise SpecError(rule.path, rule.id, "program", "must be a string")
+            known = VOCABULARY | set(rule.given.names) | {n.upper() for n in rule.given.names}
+            language.compile_expression(program, frozenset(known))
+
+    def strategy(self, rule: Rule, dtypes: list[str]) -> st.SearchStrategy[Case]:
+        return cases(rule.given, dtypes)
+
+    def example(self, rule: Rule, case: Case) -> Case:
+        """Complete an explicit example (e.g. with an upstream gradient)."""
+        return case
+
+    def script(self, rule: Rule, case: Case) -> str:
+        raise NotImplementedError
+
+    def _leaves(self, rule: Rule, requires_grad: set[str]) -> str:
+        return "".join(f"{n} = tensor({n.upper()}, requires_grad={n in requires_grad})\n" for n in rule.given.names)
+
+
+class Forward(Template):
+    fields = {"program": True, "requires_grad": False}
+
+    def script(self, rule: Rule, case: Case) -> str:
+        expected = oracle.value(rule.args["program"], **case.arrays)
+        grad_names = set(rule.given.names) if rule.args.get("requires_grad") else set()
+        return (
+            _constants({**_inputs(case), "EXPECTED": expected})
+            + self._leaves(rule, grad_names)
+            + f"out = {rule.args['program']}\n"
+            + "expect_close(out, EXPECTED)\n"
+        )
+
+
+class Raises(Template):
+    fields = {"program": True, "error": True, "requires_grad": False}
+
+    def validate(self, rule: Rule) -> None:
+        super().validate(rule)
+        if rule.args["error"] not in ERROR_MEANINGS:
+            raise SpecError(rule.path, rule.id, "error", f"unknown meaning; known: {sorted(ERROR_MEANINGS)}")
+        names = rule.args.get("requires_grad", [])
+        if not (isinstance(names, list) and set(names) <= set(rule.given.names)):
+            raise SpecError(rule.path, rule.id, "requires_grad", f"must list names from {list(rule.given.names)}")
+
+    def script(self, rule: Rule, case: Case) -> str:
+        return (
+            _constants(_inputs(case))
+            + self._leaves(rule, set(rule.args.get("requires_grad", [])))
+            + f"with raises({rule.args['error']!r}):\n"
+            + f"    {rule.args['program']}\n"
+        )
+
+
+class Gradient(Template):
+    fields = {"program": True, "via": False, "wrt": False, "upstream": False}
+    VIAS = {"backward": ["stateful"], "grad": ["stateful", "autograd_grad"], "vjp": []}
+
+    def needs(self, rule: Rule) -> list[str]:
+        return self.VIAS[rule.args.get("via", "backward")]
+
+    def validate(self, rule: Rule) -> None:
+        super().validate(rule)
+        if rule.args.get("via", "backward") not in self.VIAS:
+            raise SpecError(rule.path, rule.id, "via", f"must be one of {sorted(self.VIAS)}")
+        if rule.args.get("upstream", "drawn") not in ("drawn", "implicit"):
+            raise SpecError(rule.path, rule.id, "upstream", "must be 'drawn' or 'implicit'")
+        if not set(self._wrt(rule)) <= set(rule.given.names):
+            raise SpecError(rule.path, rule.id, "wrt", f"must list names from {list(rule.given.names)}")
+
+    def _wrt(self, rule: Rule) -> list[str]:
+        return list(rule.args.get("wrt", rule.given.names))
+
+    def _out_shape(self, rule: Rule, case: Case) -> tuple[int, ...]:
+        return np.shape(oracle.value(rule.args["program"], **case.arrays))
+
+    def strategy(self, rule: Rule, dtypes: list[str]) -> st.SearchStrategy[Case]:
+        base = cases(rule.given, dtypes)
+        if rule.args.get("upstream", "drawn") == "implicit":
+            return base
+        return base.flatmap(
+            lambda c: values(self._out_shape(rule, c), c.dtype, "real").map(
+                lambda g: dataclasses.replace(c, upstream=g)
+            )
+        )
+
+    def example(self, rule: Rule, case: Case) -> Case:
+        if rule.args.get("upstream", "drawn") == "implicit" or case.upstream is not None:
+            return case
+        return dataclasses.replace(case, upstream=representable(fill(self._out_shape(rule, case), "real"), case.dtype))
+
+    def expected(self, rule: Rule, case: Case) -> dict[str, np.ndarray]:
+        """The oracle's VJP, checked against finite differences when the program is smooth."""
+        program = rule.args["program"]
+        grads = oracle.vjp(program, case.upstream, **case.arrays)
+        if oracle.is_smooth(program):
+            fd = oracle.program_fd_vjp(program, case.upstream, **case.arrays)
+            for name in grads:
+                scale = 1.0 + float(np.max(np.abs(fd[name]), initial=0.0))
+                if not np.allclose(grads[name], fd[name], rtol=1e-5, atol=1e-5 * scale):
+                    raise OracleError(f"oracle VJP of {program!r} for {name} disagrees with finite differences")
+        return grads
+
+    def script(self, rule: Rule, case: Case) -> str:
+        program, via, wrt = rule.args["program"], rule.args.get("via", "backward"), self._wrt(rule)
+        grads = self.expected(rule, case)
+        constants = {**_inputs(case), **{f"EXPECTED_{n.upper()}": grads[n] for n in wrt}}
+        cotangent = "None"
+        if case.upstream is not None:
+            constants["UPSTREAM"] = case.upstream
+            cotangent = "tensor(UPSTREAM)"
+        text = _constants(constants)
+        if via == "vjp":
+            text += self._leaves(rule, set())
+            cot = cotangent if case.upstream is not None else "tensor(np.ones(shape(out)))"
+            text += f"out = {program}\n"
+            text += f"out, grads = vjp(lambda {', '.join(wrt)}: {program}, [{', '.join(wrt)}], {cot})\n"
+        else:
+            text += self._leaves(rule, set(wrt)) + f"out = {program}\n"
+            if via == "backward":
+                text += f"backward(out, {cotangent})\n"
+            else:
+                text += f"grads = grad(out, [{', '.join(wrt)}], {cotangent})\n"
+        for i, name in enumerate(wrt):
+            check = f"expect_grad({name}, " if via == "backward" else f"expect_close(grads[{i}], "
+            text += f"{check}EXPECTED_{name.upper()})\n"
+        return text
+
+
+class Scenario(Template):
+    fields = {"steps": True, "oracle": False}
+    code_field = "steps"
+
+    def validate(self, rule: Rule) -> None:
+        drawn = {n.upper() for n in [*rule.given.names, *rule.given.like]} | {"RESULT"}
+        known = set(oracle.NAMESPACE) | drawn
+        table = rule.args.get("oracle", {})
+        if not isinstance(table, dict):
+            raise SpecError(rule.path, rule.id, "oracle", "must be a table of NAME = 'expression'")
+        for name, expr in table.items():
+            if not (isinstance(expr, str) and name.isupper()):
+                raise SpecError(rule.path, rule.id, f"oracle.{name}", "must be UPPER_CASE = 'expression'")
+            try:
+                language.compile_expression(expr, frozenset(known))
+            except language.LanguageError as exc:
+                raise SpecError(rule.path, rule.id, f"oracle.{name}", str(exc)) from exc
+            known.add(name)
+        if not isinstance(rule.args["steps"], str):
+            raise SpecError(rule.path, rule.id, "steps", "must be a string")
+        language.check_script(textwrap.dedent(rule.args["steps"]), VOCABULARY | known)
+
+    def script(self, rule: Rule, case: Case) -> str:
+        scope = {**oracle.NAMESPACE, **_inputs(case)}
+        constants = _inputs(case)
+        for name, expr in rule.args.get("oracle", {}).items():
+            scope[name] = constants[name] = eval(language.compile_expression(expr), {"__builtins__": {}}, scope)
+        return _constants(constants) + textwrap.dedent(rule.args["steps"]).strip() + "\n"
+
+
+TEMPLATES: dict[str, Template] = {
+    "forward": Forward(),
+    "raises": Raises(),
+    "gradient": Gradient(),
+    "scenario": Scenario(),
+}

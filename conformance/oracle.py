@@ -208,11 +208,39 @@ NON_DIFFERENTIABLE: dict[str, Callable[..., Array]] = {"gt": np.greater, "argmax
 """Ops whose outputs never carry a gradient."""
 
 SMOOTH = frozenset(
-    {"add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid",
-     "sum", "mean", "reshape", "permute", "transpose", "expand", "broadcast_to", "sum_to_size",
-     "squeeze", "unsqueeze", "matmul", "index", "softmax", "log_softmax", "clone", "cat", "stack",
-     "to_dtype"}
-)  # fmt: skip
+    {
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "neg",
+        "exp",
+        "log",
+        "sqrt",
+        "sin",
+        "cos",
+        "tanh",
+        "sigmoid",
+        "sum",
+        "mean",
+        "reshape",
+        "permute",
+        "transpose",
+        "expand",
+        "broadcast_to",
+        "sum_to_size",
+        "squeeze",
+        "unsqueeze",
+        "matmul",
+        "index",
+        "softmax",
+        "log_softmax",
+        "clone",
+        "cat",
+        "stack",
+        "to_dtype",
+    }
+)
 """Ops differentiable everywhere in their domain: finite differences must agree with the table."""
 
 

@@ -127,10 +127,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--device", default="cpu", help="device to run on (default: cpu)")
     group.addoption("--dtypes", default="float32,float64", help="comma-separated dtypes (default: float32,float64)")
     group.addoption("--specs", action="append", type=Path, help="spec file or directory (default: the shipped specs)")
-    group.addoption("--conformance-profile", default="gate", choices=sorted(PROFILES),
-                    help="gate (CI verdict, derandomized), dev, or thorough")  # fmt: skip
-    group.addoption("--repro-dir", type=Path, default=Path(".conformance/repro"),
-                    help="where reproduction scripts of failures are written")  # fmt: skip
+    group.addoption(
+        "--conformance-profile",
+        default="gate",
+        choices=sorted(PROFILES),
+        help="gate (CI verdict, derandomized), dev, or thorough",
+    )
+    group.addoption(
+        "--repro-dir",
+        type=Path,
+        default=Path(".conformance/repro"),
+        help="where reproduction scripts of failures are written",
+    )
 
 
 def _usage(message: str) -> pytest.UsageError:
@@ -213,7 +221,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             dtype,
             id=f"{rule.id}-{dtype}",
             marks=[getattr(pytest.mark, rule.area), getattr(pytest.mark, rule.level)],
-        )  # fmt: skip
+        )
         for rule in run.rules
         for dtype in rule.dtypes
         if dtype in run.dtypes

@@ -130,18 +130,44 @@ class Checks:
 
 
 STATEFUL = (
-    "grad_of", "set_grad", "is_leaf", "requires_grad", "has_grad_fn", "requires_grad_", "backward",
-    "backward_many", "grad", "retain_grad", "retains_grad", "detach", "detach_", "shares_storage",
-    "version", "is_inference",
-    "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "inference_mode", "numpy",
-    "dtype", "shape", "device", "vjp",
-)  # fmt: skip
+    "grad_of",
+    "set_grad",
+    "is_leaf",
+    "requires_grad",
+    "has_grad_fn",
+    "requires_grad_",
+    "backward",
+    "backward_many",
+    "grad",
+    "retain_grad",
+    "retains_grad",
+    "detach",
+    "detach_",
+    "shares_storage",
+    "version",
+    "is_inference",
+    "no_grad",
+    "enable_grad",
+    "set_grad_enabled",
+    "is_grad_enabled",
+    "inference_mode",
+    "numpy",
+    "dtype",
+    "shape",
+    "device",
+    "vjp",
+)
 """Adapter methods a script may call by their bare names."""
 
 CHECKS = (
-    "expect_close", "expect_grad", "expect_no_grad", "expect_none", "expect_equal", "expect_shape",
+    "expect_close",
+    "expect_grad",
+    "expect_no_grad",
+    "expect_none",
+    "expect_equal",
+    "expect_shape",
     "raises",
-)  # fmt: skip
+)
 
 
 def bind(

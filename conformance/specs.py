@@ -99,8 +99,11 @@ def _expect(cond: bool, path: Path, rule: str | None, fld: str, message: str) ->
 def _str_list(value: Any, path: Path, rule: str, fld: str) -> tuple[str, ...]:
     _expect(
         isinstance(value, list) and all(isinstance(v, str) for v in value),
-        path, rule, fld, f"must be a list of strings, got {value!r}",
-    )  # fmt: skip
+        path,
+        rule,
+        fld,
+        f"must be a list of strings, got {value!r}",
+    )
     return tuple(value)
 
 
@@ -137,9 +140,13 @@ def _given(raw: Any, path: Path, rid: str) -> Given:
     if kind in ("matmul", "incompatible"):
         _expect(len(names) == 2, path, rid, "given.names", f"shapes = {kind!r} draws exactly two names")
     return Given(
-        names=names, shapes=kind, domain=domain, like=like,
-        fixed={k: tuple(v) for k, v in fixed.items()}, **ints,
-    )  # fmt: skip
+        names=names,
+        shapes=kind,
+        domain=domain,
+        like=like,
+        fixed={k: tuple(v) for k, v in fixed.items()},
+        **ints,
+    )
 
 
 def _tolerances(raw: Any, path: Path, rid: str) -> dict[str, tuple[float, float]]:
@@ -162,8 +169,13 @@ def parse_rule(raw: Any, path: Path, default_area: str | None) -> Rule:
 
     _expect(isinstance(raw, dict), path, None, "rule", "each [[rule]] must be a table")
     rid = raw.get("id")
-    _expect(isinstance(rid, str) and bool(_ID.match(rid)), path, str(rid), "id",
-            "must be a stable dotted id such as 'broadcasting.grad.sum-to-shape'")  # fmt: skip
+    _expect(
+        isinstance(rid, str) and bool(_ID.match(rid)),
+        path,
+        str(rid),
+        "id",
+        "must be a stable dotted id such as 'broadcasting.grad.sum-to-shape'",
+    )
     area = raw.get("area", default_area)
     _expect(isinstance(area, str) and bool(area), path, rid, "area", "missing (set it on the rule or the file)")
     _expect(rid.split(".")[0] == area, path, rid, "id", f"must start with its area {area!r}")
@@ -176,8 +188,13 @@ def parse_rule(raw: Any, path: Path, default_area: str | None) -> Rule:
     spec = TEMPLATES[template]
     args = {k: v for k, v in raw.items() if k not in _COMMON}
     for key in args:
-        _expect(key in spec.fields, path, rid, key, f"unknown field for template {template!r}; "
-                f"known: {sorted(_COMMON | set(spec.fields))}")  # fmt: skip
+        _expect(
+            key in spec.fields,
+            path,
+            rid,
+            key,
+            f"unknown field for template {template!r}; known: {sorted(_COMMON | set(spec.fields))}",
+        )
     for key, required in spec.fields.items():
         _expect(not required or key in args, path, rid, key, f"required by template {template!r}")
     needs = _str_list(raw.get("needs", []), path, rid, "needs")

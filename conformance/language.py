@@ -12,44 +12,15 @@ from collections.abc import Iterable
 from functools import cache
 from types import CodeType
 
+# fmt: off
 _ALLOWED = (
-    ast.Module,
-    ast.Expression,
-    ast.Expr,
-    ast.Assign,
-    ast.AugAssign,
-    ast.Name,
-    ast.Constant,
-    ast.Call,
-    ast.keyword,
-    ast.BinOp,
-    ast.UnaryOp,
-    ast.Compare,
-    ast.BoolOp,
-    ast.Lambda,
-    ast.arguments,
-    ast.arg,
-    ast.With,
-    ast.withitem,
-    ast.Subscript,
-    ast.Slice,
-    ast.Tuple,
-    ast.List,
-    ast.Load,
-    ast.Store,
-    ast.operator,
-    ast.unaryop,
-    ast.cmpop,
-    ast.boolop,
-    ast.IfExp,
-    ast.Attribute,
-    ast.Pass,
-    ast.For,
-    ast.FunctionDef,
-    ast.Return,
-    ast.Dict,
-    ast.Yield,
+    ast.Module, ast.Expression, ast.Expr, ast.Assign, ast.AugAssign, ast.Name, ast.Constant, ast.Call,
+    ast.keyword, ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.Lambda, ast.arguments, ast.arg,
+    ast.With, ast.withitem, ast.If, ast.For, ast.FunctionDef, ast.Return, ast.Yield, ast.Pass,
+    ast.Subscript, ast.Slice, ast.Tuple, ast.List, ast.Dict, ast.Load, ast.Store, ast.operator,
+    ast.unaryop, ast.cmpop, ast.boolop, ast.IfExp, ast.Attribute,
 )
+# fmt: on
 
 
 class LanguageError(ValueError):

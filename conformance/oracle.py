@@ -270,12 +270,12 @@ def _traced(name: str) -> Callable[..., Any]:
     if name in SEQUENCE_OPS:
         forward, vjp = SEQUENCE_OPS[name]
 
-        def sequence_op(ts: list[Any], **kw: Any) -> Node:
+        def sequence_op(ts: list[Any], *args: Any, **kw: Any) -> Node:
             values = [_unwrap(t) for t in ts]
             nodes = [(i, t) for i, t in enumerate(ts) if isinstance(t, Node)]
             return Node(
-                forward(values, **kw),
-                [(t, lambda g, i=i: vjp(g, values, **kw)[i]) for i, t in nodes],
+                forward(values, *args, **kw),
+                [(t, lambda g, i=i: vjp(g, values, *args, **kw)[i]) for i, t in nodes],
             )
 
         return sequence_op
@@ -297,10 +297,15 @@ def _traced(name: str) -> Callable[..., Any]:
 OPS = {name: _traced(name) for name in [*TABLE, *SEQUENCE_OPS, *NON_DIFFERENTIABLE]}
 
 
-def evaluate(program: str, inputs: Mapping[str, Array]) -> tuple[Any, dict[str, Node]]:
-    """Run ``program`` on float64 copies of ``inputs``; the result and the input nodes."""
-    nodes = {name: Node(np.array(value, dtype=np.float64), []) for name, value in inputs.items()}
-    result = eval(language.compile_expression(program), {"__builtins__": {}, "slice": slice}, {**OPS, **nodes})
+def evaluate(program: str, inputs: Mapping[str, Any]) -> tuple[Any, dict[str, Node]]:
+    """Run ``program`` on float64 copies of ``inputs``; the result and the input nodes.
+
+    Lower-case inputs are differentiable; upper-case ones (``RESULT``) are constants.
+    """
+    nodes = {k: Node(np.array(v, dtype=np.float64), []) for k, v in inputs.items() if not k.isupper()}
+    constants = {k: v for k, v in inputs.items() if k.isupper()}
+    scope = {**OPS, "shape": lambda t: np.shape(_unwrap(t)), **constants, **nodes}
+    result = eval(language.compile_expression(program), {"__builtins__": {}, "slice": slice}, scope)
     return result, nodes
 
 
@@ -344,8 +349,9 @@ def fd_vjp(
     ``fn`` is a Python function of arrays, so it can itself be an oracle VJP: that is how
     second derivatives get a reference.
     """
-    base = {k: np.array(v, dtype=np.float64) for k, v in inputs.items()}
-    out = np.asarray(fn(**base), dtype=np.float64)
+    base = {k: np.array(v, dtype=np.float64) for k, v in inputs.items() if not k.isupper()}
+    constants = {k: v for k, v in inputs.items() if k.isupper()}
+    out = np.asarray(fn(**base, **constants), dtype=np.float64)
     weights = np.ones_like(out) if cotangent is None else np.asarray(cotangent, dtype=np.float64)
     grads = {}
     for name, x in base.items():
@@ -355,8 +361,8 @@ def fd_vjp(
             hi, lo = x.copy(), x.copy()
             hi[i] += step
             lo[i] -= step
-            f_hi = np.sum(weights * fn(**{**base, name: hi}))
-            f_lo = np.sum(weights * fn(**{**base, name: lo}))
+            f_hi = np.sum(weights * fn(**{**base, name: hi}, **constants))
+            f_lo = np.sum(weights * fn(**{**base, name: lo}, **constants))
             g[i] = (f_hi - f_lo) / (2 * step)
         grads[name] = g
     return grads

@@ -96,7 +96,15 @@ def shapes(g: Given) -> st.SearchStrategy[tuple[list[Shape], Shape]]:
         strategy = hnp.mutually_broadcastable_shapes(num_shapes=n + extra, **dims).map(
             lambda bs: (list(bs.input_shapes[:n]), bs.result_shape)
         )
+    if g.fixed and g.shapes != "fixed":
+        strategy = strategy.map(lambda sr: _pin(g, sr[0]))
     return strategy.filter(lambda sr: _size_ok([*sr[0], sr[1]], g.max_size))
+
+
+def _pin(g: Given, drawn: list[Shape]) -> tuple[list[Shape], Shape]:
+    """Replace the drawn shapes of the names in ``g.fixed``; the result follows."""
+    pinned = [g.fixed.get(name, s) for name, s in zip(g.names, drawn)]
+    return pinned, np.broadcast_shapes(*pinned)
 
 
 def values(shape: Shape, dtype: str, domain: str) -> st.SearchStrategy[np.ndarray]:

@@ -72,6 +72,11 @@ def _inputs(case: Case) -> dict[str, Any]:
     return {**{k.upper(): v for k, v in case.arrays.items()}, "RESULT": case.result}
 
 
+def _oracle_inputs(case: Case) -> dict[str, Any]:
+    """The program's inputs for the oracle: arrays by their program names, and ``RESULT``."""
+    return {**case.arrays, "RESULT": case.result}
+
+
 def _constants(constants: Mapping[str, Any]) -> str:
     return "".join(f"{name} = {literal(v)}\n" for name, v in constants.items())
 
@@ -113,7 +118,7 @@ class Forward(Template):
     fields = {"program": True, "requires_grad": False}
 
     def script(self, rule: Rule, case: Case) -> str:
-        expected = oracle.value(rule.args["program"], **case.arrays)
+        expected = oracle.value(rule.args["program"], **_oracle_inputs(case))
         grad_names = set(rule.given.names) if rule.args.get("requires_grad") else set()
         return (
             _constants({**_inputs(case), "EXPECTED": expected})
@@ -163,7 +168,7 @@ class Gradient(Template):
         return list(rule.args.get("wrt", rule.given.names))
 
     def _out_shape(self, rule: Rule, case: Case) -> tuple[int, ...]:
-        return np.shape(oracle.value(rule.args["program"], **case.arrays))
+        return np.shape(oracle.value(rule.args["program"], **_oracle_inputs(case)))
 
     def strategy(self, rule: Rule, dtypes: list[str]) -> st.SearchStrategy[Case]:
         base = cases(rule.given, dtypes)
@@ -183,9 +188,9 @@ class Gradient(Template):
     def expected(self, rule: Rule, case: Case) -> dict[str, np.ndarray]:
         """The oracle's VJP, checked against finite differences when the program is smooth."""
         program = rule.args["program"]
-        grads = oracle.vjp(program, case.upstream, **case.arrays)
+        grads = oracle.vjp(program, case.upstream, **_oracle_inputs(case))
         if oracle.is_smooth(program):
-            fd = oracle.program_fd_vjp(program, case.upstream, **case.arrays)
+            fd = oracle.program_fd_vjp(program, case.upstream, **_oracle_inputs(case))
             for name in grads:
                 scale = 1.0 + float(np.max(np.abs(fd[name]), initial=0.0))
                 if not np.allclose(grads[name], fd[name], rtol=1e-5, atol=1e-5 * scale):
@@ -241,10 +246,11 @@ class Scenario(Template):
         language.check_script(textwrap.dedent(rule.args["steps"]), VOCABULARY | known)
 
     def script(self, rule: Rule, case: Case) -> str:
-        scope = {**oracle.NAMESPACE, **_inputs(case)}
+        # One dict as globals, so a lambda in an expression (fd_vjp of an oracle vjp) sees the names.
+        scope = {"__builtins__": {}, **oracle.NAMESPACE, **_inputs(case)}
         constants = _inputs(case)
         for name, expr in rule.args.get("oracle", {}).items():
-            scope[name] = constants[name] = eval(language.compile_expression(expr), {"__builtins__": {}}, scope)
+            scope[name] = constants[name] = eval(language.compile_expression(expr), scope)
         return _constants(constants) + textwrap.dedent(rule.args["steps"]).strip() + "\n"
 
 

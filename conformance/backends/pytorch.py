@@ -76,9 +76,9 @@ OPS = types.SimpleNamespace(
     reshape=lambda a, shape: torch.reshape(a, tuple(shape)),
     permute=lambda a, dims: torch.permute(a, tuple(dims)),
     transpose=torch.transpose,
-    expand=lambda a, shape: a.expand(*shape),
+    expand=lambda a, shape: a.expand(tuple(shape)),
     broadcast_to=lambda a, shape: torch.broadcast_to(a, tuple(shape)),
-    sum_to_size=lambda a, shape: a.sum_to_size(*shape),
+    sum_to_size=lambda a, shape: a.sum_to_size(tuple(shape)),
     squeeze=torch.squeeze,
     unsqueeze=torch.unsqueeze,
     matmul=torch.matmul,
@@ -133,7 +133,10 @@ class TorchAdapter:
     )
     errors = {
         "incompatible_shapes": (RuntimeError, r"must match the size of tensor b .* at non-singleton"),
-        "invalid_expand": (RuntimeError, r"expanded size of the tensor|must match the existing size"),
+        "invalid_expand": (
+            RuntimeError,
+            r"expanded size of the tensor|number of sizes provided|is not expandable to size",
+        ),
         "inplace_broadcast": (RuntimeError, r"doesn't match the broadcast shape"),
         "implicit_grad_nonscalar": (RuntimeError, r"grad can be implicitly created only for"),
         "grad_shape_mismatch": (RuntimeError, r"Mismatch in shape"),

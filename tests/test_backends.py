@@ -1,0 +1,70 @@
+"""Resolving --backend: built-ins, module:Class, and a clear error listing the known backends."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance import backends
+from conformance.adapter import CAPABILITIES, ERROR_MEANINGS, OPS, Adapter
+from conformance.backends.pytorch import TorchAdapter
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_builtin_and_module_class() -> None:
+    assert isinstance(backends.resolve("torch"), TorchAdapter)
+    broken = backends.resolve("tests.broken.broadcasting:MulGradNotReduced")
+    assert isinstance(broken, TorchAdapter) and type(broken).__name__ == "MulGradNotReduced"
+
+
+def test_unknown_backend_lists_the_known_ones() -> None:
+    with pytest.raises(backends.UnknownBackend, match=r"unknown backend 'nope'; available: .*numpy, torch"):
+        backends.resolve("nope")
+    with pytest.raises(backends.UnknownBackend, match="could not be imported"):
+        backends.resolve("no_such_module:Adapter")
+    with pytest.raises(backends.UnknownBackend, match="has no 'Missing'"):
+        backends.resolve("conformance.backends.pytorch:Missing")
+
+
+def test_torch_adapter_follows_the_protocol() -> None:
+    adapter = TorchAdapter()
+    assert isinstance(adapter, Adapter)
+    assert adapter.capabilities <= set(CAPABILITIES)
+    assert set(adapter.errors) <= set(ERROR_MEANINGS)
+    assert all(hasattr(adapter.ops, op) for op in OPS)
+
+
+def run_pytest(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_cli_unknown_backend_is_a_usage_error() -> None:
+    result = run_pytest("conformance", "--backend=nope")
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "available:" in result.stderr and "torch" in result.stderr
+
+
+def test_cli_loads_a_broken_adapter_and_writes_a_runnable_repro(tmp_path: Path) -> None:
+    result = run_pytest(
+        "conformance", "--backend=tests.broken.broadcasting:MulGradNotReduced", "--dtypes=float32",
+        "--specs=specs/broadcasting.toml", "-k", "sum-to-input-shape", f"--repro-dir={tmp_path}",
+    )
+    assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout[-2000:]
+    assert "rule broadcasting.grad.sum-to-input-shape [required] failed" in result.stdout
+    assert "seed derandomized" in result.stdout
+    (repro,) = tmp_path.glob("*.py")
+    standalone = subprocess.run(
+        [sys.executable, str(repro)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={"PATH": "", "PYTHONPATH": ""},
+    )
+    assert standalone.returncode != 0
+    assert "ConformanceFailure: [value]" in standalone.stderr
+    assert not re.search(r"^\s*(from|import) (conformance|tests)\b", repro.read_text(), re.MULTILINE)

@@ -45,6 +45,7 @@ CAPABILITIES: dict[str, str] = {
     "higher_order": "create_graph / nested vjp: gradients that can be differentiated again",
     "graph_freeing": "saved tensors freed after backward unless retain_graph",
     "inplace": "in-place ops (add_, mul_, sub_, zero_, copy_)",
+    "views": "index results are views: in-place writes through them reach the base",
     "version_counter": "in-place modification of a tensor saved for backward is detected",
     "detach": "detach(): a leaf alias that shares storage and the version counter",
     "detach_": "detach_(): detach a non-leaf in place",

@@ -311,7 +311,8 @@ def evaluate(program: str, inputs: Mapping[str, Any]) -> tuple[Any, dict[str, No
 
 def value(program: str, **inputs: Array) -> Array:
     """The program's output in float64."""
-    result, _ = evaluate(program, inputs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result, _ = evaluate(program, inputs)
     return np.asarray(_unwrap(result))
 
 
@@ -320,7 +321,12 @@ def vjp(program: str, cotangent: Array | None = None, **inputs: Array) -> dict[s
 
     ``cotangent`` defaults to ones (the implicit gradient of a one-element output).
     """
-    out, nodes = evaluate(program, inputs)
+    with np.errstate(divide="ignore", invalid="ignore"):  # kinks (sqrt'(0) = inf) are drawn on purpose
+        return _reverse(*evaluate(program, inputs), cotangent)
+
+
+def _reverse(out: Any, nodes: dict[str, Node], cotangent: Array | None) -> dict[str, Array]:
+    """The graph walk: VJPs from ``out`` back to the input nodes, in reverse creation order."""
     if not isinstance(out, Node):
         return {name: np.zeros_like(n.value) for name, n in nodes.items()}
     seed = np.ones_like(out.value) if cotangent is None else np.asarray(cotangent, dtype=np.float64)
@@ -378,10 +384,23 @@ def is_smooth(program: str) -> bool:
     return language.called_names(program) <= SMOOTH
 
 
+def sgd(program: str, params: Mapping[str, Array], lr: float, steps: int, **data: Array) -> dict[str, Array]:
+    """Plain SGD on ``program``'s one-element output: each parameter after every step, stacked."""
+    current = {name: np.asarray(v, dtype=np.float64) for name, v in params.items()}
+    trajectory: dict[str, list[Array]] = {name: [] for name in params}
+    for _ in range(steps):
+        grads = vjp(program, None, **current, **data)
+        current = {name: current[name] - lr * grads[name] for name in params}
+        for name in params:
+            trajectory[name].append(current[name])
+    return {name: np.stack(values) for name, values in trajectory.items()}
+
+
 NAMESPACE: dict[str, Any] = {
     "np": np,
     "value": value,
     "vjp": vjp,
+    "sgd": sgd,
     "fd_vjp": fd_vjp,
     "program_fd_vjp": program_fd_vjp,
     "unbroadcast": unbroadcast,

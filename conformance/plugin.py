@@ -7,6 +7,7 @@ the specs, prints the run header and generates one test per (rule, dtype).
 
 from __future__ import annotations
 
+import hashlib
 import random
 import shlex
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 import conformance
-from conformance import backends, repro, specs
+from conformance import backends, repro, results, specs
 from conformance.runner import RuleFailure, run_case
 from conformance.strategies import example_case
 from conformance.templates import TEMPLATES
@@ -55,6 +56,8 @@ class Outcome:
     failure: RuleFailure | None = None
     repro_path: Path | None = None
     replay: str = ""
+    examples: int = 0
+    """Cases run: explicit, generated and shrinking."""
 
 
 @dataclass
@@ -85,6 +88,7 @@ class Run:
         template = TEMPLATES[rule.template]
 
         def prop(case: Any) -> None:
+            outcome.examples += 1
             run_case(self.adapter, rule, case, self.device)
 
         # Every rule shares this inner function: key Hypothesis's database and seed per rule.
@@ -94,8 +98,7 @@ class Run:
             test = self.hypothesis_settings(test)
         for raw in reversed(rule.examples):
             test = example(template.example(rule, example_case(rule.given, raw, dtype)))(test)
-        if self.seed is not None:
-            test = hypothesis.seed(self.seed)(test)
+        test = hypothesis.seed(self.seed if self.seed is not None else rule_seed(rule, dtype))(test)
         try:
             test()
         except RuleFailure as failure:
@@ -107,7 +110,11 @@ class Run:
 
     def explain(self, failure: RuleFailure, path: Path, replay: str) -> str:
         rule = failure.rule
-        seed = "derandomized" if self.seed is None else str(self.seed)
+        seed = (
+            f"{rule_seed(rule, failure.case.dtype)} (the gate's, fixed per rule)"
+            if self.seed is None
+            else str(self.seed)
+        )
         return (
             f"rule {rule.id} [{rule.level}] failed on {self.adapter.name}\n"
             f"  statement: {rule.statement}\n"
@@ -119,6 +126,12 @@ class Run:
             f"  repro:     python {path}  (engine alone)\n"
             f"---- script ----\n{failure.script}"
         )
+
+
+def rule_seed(rule: specs.Rule, dtype: str) -> int:
+    """The gate's seed for one rule: a digest of its id and dtype, so the cases it draws depend only on
+    the rule, the spec and Hypothesis, never on the suite's incidental source code."""
+    return int.from_bytes(hashlib.sha256(f"{rule.id}/{dtype}".encode()).digest()[:8], "big")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -139,10 +152,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=Path(".conformance/repro"),
         help="where reproduction scripts of failures are written",
     )
+    results.add_options(group)
 
 
 def _usage(message: str) -> pytest.UsageError:
     return pytest.UsageError(message)
+
+
+def _targets_suite(config: pytest.Config) -> bool:
+    """Whether the command line names the conformance tests (a path inside the package, or --pyargs)."""
+    package = Path(conformance.__file__).resolve().parent
+    for arg in config.args:
+        target = arg.split("::")[0]
+        if target == "conformance" or target.startswith("conformance."):
+            return True
+        path = Path(config.invocation_params.dir, target).resolve()
+        if path == package or package in path.parents:
+            return True
+    return False
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -150,6 +177,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{level}: rules of level {level}")
     name = config.getoption("backend")
     if not name:
+        if _targets_suite(config):
+            raise _usage("pytest conformance needs --backend; available: " + ", ".join(sorted(backends.available())))
         return
     try:
         adapter = backends.resolve(name)
@@ -186,6 +215,7 @@ def pytest_configure(config: pytest.Config) -> None:
         repro_dir=config.getoption("repro_dir"),
         args=args,
     )
+    config.pluginmanager.register(results.Collector(config), "conformance-results")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -200,7 +230,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     run = config.stash.get(STASH, None)
     if run is None:
         return []
-    seed = "derandomized (gate)" if run.seed is None else f"{run.seed} (replay with --hypothesis-seed={run.seed})"
+    seed = "fixed per rule (gate)" if run.seed is None else f"{run.seed} (replay with --hypothesis-seed={run.seed})"
     return [
         f"conformance {conformance.__version__}: backend {run.adapter.name} {run.adapter.engine_version()}, "
         f"device {run.device}, dtypes {','.join(run.dtypes)}",

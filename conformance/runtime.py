@@ -191,8 +191,17 @@ def bind(
 
 def in_thread(fn: Any) -> Any:
     """``fn()`` run in a new thread: grad mode is thread-local, so this shows the default."""
-    result = []
-    worker = threading.Thread(target=lambda: result.append(fn()))
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller, where the rule's checks run
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work)
     worker.start()
     worker.join()
-    return result[0]
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

@@ -20,7 +20,7 @@ from conformance.adapter import CAPABILITIES
 LEVELS = ("required", "recommended", "extension")
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 SHAPE_KINDS = ("same", "independent", "broadcastable", "incompatible", "matmul", "expand", "scalar", "fixed")
-DOMAINS = {"real": (-2.0, 2.0), "positive": (0.25, 2.0), "unit": (-0.9, 0.9), "nonzero": (0.25, 2.0)}
+DOMAINS = {"real": (-2.0, 2.0), "positive": (0.25, 2.0), "unit": (-0.875, 0.875), "nonzero": (0.25, 2.0)}
 """name -> (low, high). ``nonzero`` draws a magnitude in that range and a random sign."""
 
 _ID = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9][a-z0-9_-]*)+$")

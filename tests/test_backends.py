@@ -42,29 +42,70 @@ def test_torch_adapter_follows_the_protocol() -> None:
 def run_pytest(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
-def test_cli_unknown_backend_is_a_usage_error() -> None:
-    result = run_pytest("conformance", "--backend=nope")
+def test_entry_point_backends_are_listed_and_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    plugin = EntryPoint("brokenmul", "tests.broken.broadcasting:MulGradNotReduced", backends.GROUP)
+    monkeypatch.setattr(backends, "entry_points", lambda group: [plugin] if group == backends.GROUP else [])
+    assert "brokenmul" in backends.available()
+    assert type(backends.resolve("brokenmul")).__name__ == "MulGradNotReduced"
+
+
+@pytest.mark.parametrize("args", [["--backend=nope"], []], ids=["unknown", "missing"])
+def test_cli_backend_usage_errors_list_the_available_ones(args: list[str]) -> None:
+    result = run_pytest("conformance", *args)
     assert result.returncode == pytest.ExitCode.USAGE_ERROR
-    assert "available:" in result.stderr and "torch" in result.stderr
+    assert "available: numpy, torch" in result.stderr
 
 
 def test_cli_loads_a_broken_adapter_and_writes_a_runnable_repro(tmp_path: Path) -> None:
     result = run_pytest(
-        "conformance", "--backend=tests.broken.broadcasting:MulGradNotReduced", "--dtypes=float32",
-        "--specs=specs/broadcasting.toml", "-k", "sum-to-input-shape", f"--repro-dir={tmp_path}",
+        "conformance",
+        "--backend=tests.broken.broadcasting:MulGradNotReduced",
+        "--dtypes=float32",
+        "--specs=specs/broadcasting.toml",
+        "-k",
+        "sum-to-input-shape",
+        f"--repro-dir={tmp_path}",
     )
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout[-2000:]
     assert "rule broadcasting.grad.sum-to-input-shape [required] failed" in result.stdout
-    assert "seed derandomized" in result.stdout
+    assert "(the gate's, fixed per rule)" in result.stdout
     (repro,) = tmp_path.glob("*.py")
     standalone = subprocess.run(
-        [sys.executable, str(repro)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [sys.executable, str(repro)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={"PATH": "", "PYTHONPATH": ""},
     )
     assert standalone.returncode != 0
     assert "ConformanceFailure: [value]" in standalone.stderr
     assert not re.search(r"^\s*(from|import) (conformance|tests)\b", repro.read_text(), re.MULTILINE)
+
+
+def test_cli_unavailable_device_is_unsupported_not_passed() -> None:
+    """No GPU here: --device=cuda skips every rule as unsupported, with the reason."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the rules run on it instead")
+    result = run_pytest(
+        "conformance",
+        "--backend=torch",
+        "--device=cuda",
+        "--specs=specs/broadcasting.toml",
+        "-rs",
+        "-k",
+        "trailing-alignment",
+    )
+    assert result.returncode == pytest.ExitCode.OK, result.stdout[-2000:]
+    assert "2 skipped" in result.stdout and "unsupported: device 'cuda' is not available" in result.stdout

@@ -35,7 +35,12 @@ def test_shipped_specs_load() -> None:
 
 def test_good_spec(tmp_path: Path) -> None:
     (rule,) = specs.load([write(tmp_path, GOOD)])
-    assert (rule.id, rule.area, rule.template, rule.dtypes) == ("demo.forward.add", "demo", "forward", ("float32", "float64"))
+    assert (rule.id, rule.area, rule.template, rule.dtypes) == (
+        "demo.forward.add",
+        "demo",
+        "forward",
+        ("float32", "float64"),
+    )
 
 
 @pytest.mark.parametrize(
@@ -55,9 +60,19 @@ def test_good_spec(tmp_path: Path) -> None:
         ('level = "required"', 'level = "required"\ncolour = "red"', "colour", "unknown field"),
         ('shapes = "broadcastable"', 'shapes = "round"', "given.shapes", "is not one of"),
         ('shapes = "broadcastable"', 'shapes = "broadcastable", max_dims = -1', "given.max_dims", "non-negative"),
-        ('shapes = "broadcastable"', 'shapes = "broadcastable", domain = "imaginary"', "given.domain.*", "is not one of"),
+        (
+            'shapes = "broadcastable"',
+            'shapes = "broadcastable", domain = "imaginary"',
+            "given.domain.*",
+            "is not one of",
+        ),
         ('level = "required"', 'level = "required"\nexamples = [{ colour = 1 }]', "examples[0]", "keys from"),
-        ('level = "required"', 'level = "required"\ntolerance = { float32 = { rtol = 1 } }', "tolerance.float32", "rtol and atol"),
+        (
+            'level = "required"',
+            'level = "required"\ntolerance = { float32 = { rtol = 1 } }',
+            "tolerance.float32",
+            "rtol and atol",
+        ),
     ],
 )
 def test_malformed_rule_names_file_rule_and_field(tmp_path: Path, old: str, new: str, field: str, message: str) -> None:
@@ -82,7 +97,7 @@ def test_scenario_checks_steps_and_oracle(tmp_path: Path) -> None:
     bad_steps = scenario + 'steps = "import os"\n'
     with pytest.raises(specs.SpecError, match="field 'steps': line 1: Import is not allowed"):
         specs.load([write(tmp_path, bad_steps)])
-    bad_oracle = scenario + "steps = \"expect_equal(1, 1)\"\noracle = { E = \"vjp('mul(a, a)', a=Q)\" }\n"
+    bad_oracle = scenario + 'steps = "expect_equal(1, 1)"\noracle = { E = "vjp(\'mul(a, a)\', a=Q)" }\n'
     with pytest.raises(specs.SpecError, match=r"field 'oracle.E': line 1: unknown name 'Q'"):
         specs.load([write(tmp_path, bad_oracle)])
 

@@ -100,6 +100,11 @@ OPS = types.SimpleNamespace(
 )
 
 
+def with_ops(**overrides: Callable[..., Any]) -> types.SimpleNamespace:
+    """The torch ops with some replaced: how a variant adapter (or a deliberately broken one) starts."""
+    return types.SimpleNamespace(**{**vars(OPS), **overrides})
+
+
 class TorchAdapter:
     """PyTorch, eager mode."""
 
@@ -120,6 +125,7 @@ class TorchAdapter:
             "higher_order",
             "graph_freeing",
             "inplace",
+            "views",
             "version_counter",
             "detach",
             "detach_",
@@ -128,7 +134,6 @@ class TorchAdapter:
             "float16",
             "bfloat16",
             "mixed_dtypes",
-            "devices",
         }
     )
     errors = {
@@ -158,6 +163,10 @@ class TorchAdapter:
         "detach_view": (RuntimeError, r"Can't detach views in-place"),
         "inference_tensor_saved": (RuntimeError, r"Inference tensors cannot be saved for backward"),
     }
+
+    def __init__(self) -> None:
+        if torch.cuda.is_available():  # device rules need a second device
+            self.capabilities = type(self).capabilities | {"devices"}
 
     def engine_version(self) -> str:
         return torch.__version__
@@ -191,6 +200,8 @@ class TorchAdapter:
         with torch.enable_grad():
             inner = [p if p.requires_grad else p.detach().requires_grad_() for p in primals]
             out = fn(*inner)
+            if not out.requires_grad:  # fn is constant in its primals (e.g. the gradient of a linear fn)
+                return out, [torch.zeros_like(p) for p in inner]
             grads = torch.autograd.grad(
                 out, inner, cotangent, create_graph=True, allow_unused=True, materialize_grads=True
             )

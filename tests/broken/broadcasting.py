@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import math
-import types
 from typing import Any
 
 import torch
 
-from conformance.backends.pytorch import OPS, TorchAdapter
-
-
-def with_ops(**overrides: Any) -> types.SimpleNamespace:
-    """The torch ops with some replaced."""
-    return types.SimpleNamespace(**{**vars(OPS), **overrides})
+from conformance.backends.pytorch import OPS, TorchAdapter, with_ops
 
 
 class _MulMeanGrad(torch.autograd.Function):
@@ -139,9 +133,7 @@ class WhereDetachesElse(TorchAdapter):
 
 class SumToSizeAverages(TorchAdapter):
     breaks = ("broadcasting.grad.sum-to-size",)
-    ops = with_ops(
-        sum_to_size=lambda a, shape: a.sum_to_size(tuple(shape)) * (math.prod(shape) / max(a.numel(), 1))
-    )
+    ops = with_ops(sum_to_size=lambda a, shape: a.sum_to_size(tuple(shape)) * (math.prod(shape) / max(a.numel(), 1)))
 
 
 class InplaceAddReducesOther(TorchAdapter):

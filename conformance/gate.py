@@ -1,0 +1,119 @@
+"""The CI gate: which results break a run, and the expected-failures file that records known gaps.
+
+An engine gates its CI on the levels in ``--gate-levels`` (default ``required``). Known gaps are
+written down in an expected-failures file (``--expected-failures FILE``, one per backend), so the
+gate stays green for them while the report still shows them, with their reason::
+
+    [[expected]]
+    rule = "broadcasting.grad.sum-to-input-shape"
+    dtype = "float16"                 # optional: every dtype when absent
+    reason = "sum-to-shape accumulates in float16; fixed in 0.5"
+    link = "https://github.com/me/engine/issues/12"   # optional
+
+An entry naming no rule (or a dtype the rule does not run in) is an error: a stale file must not
+hide anything. An expected failure that passes is reported ``unexpectedly_passed``; it breaks the
+gate under ``--strict-expected``, so the file is kept honest.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conformance import specs
+
+BREAKING = frozenset({"failed", "error"})
+"""Statuses that break the gate when the rule's level is gated."""
+_ENTRY_KEYS = {"rule", "dtype", "reason", "link"}
+
+
+class GateError(ValueError):
+    """An invalid ``--gate-levels`` value or expected-failures file."""
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One entry of an expected-failures file."""
+
+    rule: str
+    dtype: str | None
+    reason: str
+    link: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason, "link": self.link}
+
+
+def parse_levels(value: str) -> tuple[str, ...]:
+    levels = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+    unknown = [v for v in levels if v not in specs.LEVELS]
+    if unknown:
+        raise GateError(f"--gate-levels: unknown levels {unknown}; known: {', '.join(specs.LEVELS)}")
+    return levels
+
+
+def load_expectations(path: Path, rules: Iterable[specs.Rule]) -> list[Expectation]:
+    """Parse and check ``path`` against the catalog ``rules``; every problem names its entry."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise GateError(f"{path}: {exc}") from exc
+    if set(data) - {"expected"} or not isinstance(data.get("expected", []), list):
+        raise GateError(f"{path}: expected only [[expected]] tables, got keys {sorted(data)}")
+    by_id = {r.id: r for r in rules}
+    entries: list[Expectation] = []
+    for i, raw in enumerate(data.get("expected", [])):
+        where = f"{path}: [[expected]] #{i + 1}"
+        if not isinstance(raw, dict) or set(raw) - _ENTRY_KEYS:
+            raise GateError(f"{where}: a table with keys from {sorted(_ENTRY_KEYS)}")
+        rule, dtype, reason, link = (raw.get(k) for k in ("rule", "dtype", "reason", "link"))
+        if rule not in by_id:
+            raise GateError(f"{where}: rule {rule!r} matches no rule of the suite (stale entry?)")
+        if dtype is not None and dtype not in by_id[rule].dtypes:
+            raise GateError(f"{where}: rule {rule!r} does not run in dtype {dtype!r} (it runs in {by_id[rule].dtypes})")
+        if not isinstance(reason, str) or not reason.strip() or "\n" in reason.strip():
+            raise GateError(f"{where}: 'reason' must be one line saying why the engine fails {rule!r}")
+        if link is not None and not isinstance(link, str):
+            raise GateError(f"{where}: 'link' must be a string")
+        entry = Expectation(rule, dtype, reason.strip(), link)
+        if any((e.rule, e.dtype) == (entry.rule, entry.dtype) for e in entries):
+            raise GateError(f"{where}: duplicate entry for {rule!r}" + (f" in {dtype}" if dtype else ""))
+        entries.append(entry)
+    return entries
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The gated levels and the known gaps: decides which results break a run."""
+
+    levels: tuple[str, ...] = ("required",)
+    expectations: tuple[Expectation, ...] = ()
+    strict_expected: bool = False
+
+    def expected(self, rule_id: str, dtype: str) -> Expectation | None:
+        """The entry covering (rule, dtype); a dtype-specific entry wins over a rule-wide one."""
+        matches = [e for e in self.expectations if e.rule == rule_id and e.dtype in (dtype, None)]
+        return min(matches, key=lambda e: e.dtype is None, default=None)
+
+    def breaks(self, result: Mapping[str, Any]) -> bool:
+        """Whether one result (a record of the results file) breaks the gate."""
+        if result["status"] == "unexpectedly_passed":
+            return self.strict_expected
+        return result["status"] in BREAKING and result["level"] in self.levels
+
+    def broken_by(self, results: Iterable[Mapping[str, Any]]) -> list[str]:
+        return [f"{r['id']}[{r['dtype']}]: {r['status']}" for r in results if self.breaks(r)]
+
+    def verdict(self, results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """The ``gate`` section of the results file."""
+        broken_by = self.broken_by(results)
+        return {
+            "levels": list(self.levels),
+            "strict_expected": self.strict_expected,
+            "expected_failures": [{"rule": e.rule, "dtype": e.dtype, **e.as_dict()} for e in self.expectations],
+            "holds": not broken_by,
+            "broken_by": broken_by,
+        }

@@ -1,0 +1,195 @@
+"""Random programs: small DAGs over the smooth part of the op catalog, with oracle gradients.
+
+A drawn ``Program`` has a few leaves (drawn with mutually broadcastable shapes) of four kinds:
+requiring grad, constant, detached, or made under no_grad; then a few ops, each over earlier
+values. It is written twice: as statements the engine runs (each intermediate computed once, so
+the engine sees the DAG), and as one expression over the leaves in the suite's language, which
+the float64 oracle evaluates and differentiates. Values are computed while drawing, so an op is
+only added where it stays finite and moderate and a denominator stays positive.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from conformance import oracle
+from conformance.strategies import representable, values
+from conformance.templates import literal
+
+KINDS = ("grad", "const", "detached", "no_grad")
+"""How a leaf is made; only "grad" leaves receive a gradient."""
+UNARY = ("exp", "tanh", "sigmoid", "sin")
+BINARY = ("add", "sub", "mul", "div")
+SHAPED = ("sum", "mean", "reshape", "transpose", "broadcast_to", "matmul")
+MAX_VALUE = 20.0
+MIN_DENOMINATOR = 0.25
+MAX_OPS = 6
+
+
+@dataclass(frozen=True)
+class Leaf:
+    name: str
+    array: np.ndarray
+    kind: str
+
+    def statement(self) -> str:
+        """The engine-side line that makes this leaf as its kind says."""
+        made = f"tensor({self.name.upper()}, requires_grad={self.kind != 'const'})"
+        if self.kind == "detached":
+            return f"{self.name} = detach({made})\n"
+        if self.kind == "no_grad":
+            return f"with no_grad():\n    {self.name} = mul({made}, tensor(1.0))\n"
+        return f"{self.name} = {made}\n"
+
+
+@dataclass(frozen=True)
+class Value:
+    """A leaf or an op result while drawing: its expression over leaves, value and dependencies."""
+
+    name: str
+    expression: str
+    value: np.ndarray
+    leaves: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Program:
+    leaves: tuple[Leaf, ...]
+    steps: tuple[tuple[str, str], ...]
+    """(name, call over earlier names), in order; the last is the output."""
+    expression: str
+    """The output as one expression over the leaves: what the oracle evaluates."""
+    used: frozenset[str]
+    """Leaves the output depends on."""
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {leaf.name: leaf.array for leaf in self.leaves}
+
+    @property
+    def wrt(self) -> list[str]:
+        """Leaves that require grad and reach the output: those that get a gradient."""
+        return [leaf.name for leaf in self.leaves if leaf.kind == "grad" and leaf.name in self.used]
+
+    def forward(self) -> str:
+        text = "".join(f"{leaf.name.upper()} = {literal(leaf.array)}\n" for leaf in self.leaves)
+        text += "".join(leaf.statement() for leaf in self.leaves)
+        return text + "".join(f"{name} = {call}\n" for name, call in self.steps)
+
+    def backward_script(self, upstream: np.ndarray) -> str:
+        """Backward with a drawn gradient; every leaf's .grad against the oracle (None if none)."""
+        expected = oracle.vjp(self.expression, upstream, **self.arrays)
+        text = f"UPSTREAM = {literal(upstream)}\n" + self.forward()
+        text += f"backward({self.steps[-1][0]}, tensor(UPSTREAM))\n"
+        for leaf in self.leaves:
+            if leaf.name in self.wrt:
+                text += f"expect_grad({leaf.name}, {literal(expected[leaf.name])})\n"
+            else:
+                text += f"expect_no_grad({leaf.name})\n"
+        return text
+
+    def gradgrad_script(self, upstream: np.ndarray, weights: dict[str, np.ndarray]) -> str:
+        """Second order: the gradient of <vjp(program, upstream), weights> through nested vjp,
+        against finite differences of the oracle's own first-order VJP."""
+        wrt = self.wrt
+
+        def inner(**inputs: np.ndarray) -> np.ndarray:
+            grads = oracle.vjp(self.expression, upstream, **{**self.arrays, **inputs})
+            return np.asarray(sum(np.sum(grads[n] * weights[n]) for n in wrt))
+
+        expected = oracle.fd_vjp(inner, {n: self.arrays[n] for n in wrt})
+        args = ", ".join(wrt)
+        body = "".join(f"    {name} = {call}\n" for name, call in self.steps)
+        pairing = [f"sum(mul(g[{i}], tensor({literal(weights[n])})))" for i, n in enumerate(wrt)]
+        text = f"UPSTREAM = {literal(upstream)}\n" + self.forward()
+        text += f"def program({args}):\n{body}    return {self.steps[-1][0]}\n"
+        text += f"def paired({args}):\n    out, g = vjp(program, [{args}], tensor(UPSTREAM))\n"
+        text += f"    return {functools.reduce(lambda total, term: f'add({total}, {term})', pairing)}\n"
+        text += f"out, second = vjp(paired, [{args}], tensor(1.0))\n"
+        text += "".join(f"expect_close(second[{i}], {literal(expected[n])})\n" for i, n in enumerate(wrt))
+        return text
+
+
+def _calls(draw: st.DrawFn, nodes: list[Value], result: tuple[int, ...]) -> tuple[str, list[Value]] | None:
+    """One op and its operands, as a call template with ``{0}``, ``{1}`` for the operands.
+
+    The first operand is the latest value, so the output depends on the first leaf; a second
+    operand may be any earlier value, which makes the program a DAG.
+    """
+    op = draw(st.sampled_from((*UNARY, *BINARY, *SHAPED)))
+    a = nodes[-1]
+    ndim = a.value.ndim
+    if op in UNARY:
+        return f"{op}({{0}})", [a]
+    if op in BINARY:
+        return f"{op}({{0}}, {{1}})", [a, draw(st.sampled_from(nodes))]
+    if op in ("sum", "mean") and ndim:
+        dim, keepdim = draw(st.integers(-ndim, ndim - 1)), draw(st.booleans())
+        return f"{op}({{0}}, dim={dim}, keepdim={keepdim})", [a]
+    if op == "reshape":
+        return "reshape({0}, (-1,))", [a]
+    if op == "transpose" and ndim >= 2:
+        return "transpose({0}, 0, -1)", [a]
+    if op == "broadcast_to":
+        return f"broadcast_to({{0}}, {result})", [a]
+    if op == "matmul" and ndim >= 2:
+        same = [n for n in nodes if n.value.shape == a.value.shape]
+        return "matmul({0}, transpose({1}, -1, -2))", [a, draw(st.sampled_from(same))]
+    return None
+
+
+def _acceptable(call: str, operands: list[Value], value: np.ndarray) -> bool:
+    if not (np.all(np.isfinite(value)) and np.max(np.abs(value), initial=0.0) <= MAX_VALUE):
+        return False
+    return not call.startswith("div") or np.min(operands[1].value, initial=1.0) >= MIN_DENOMINATOR
+
+
+@st.composite
+def programs(draw: st.DrawFn, dtype: str, kinds: tuple[str, ...] = KINDS) -> Program:
+    """A program over 1-3 leaves (the first requires grad) and 1-6 ops."""
+    count = draw(st.integers(1, 3))
+    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=count, max_dims=3, min_side=1, max_side=3))
+    leaves = tuple(
+        Leaf(name, draw(values(shape, dtype, "real")), "grad" if i == 0 else draw(st.sampled_from(kinds)))
+        for i, (name, shape) in enumerate(zip("abc", shapes.input_shapes))
+    )
+    nodes = [Value(leaf.name, leaf.name, leaf.array, frozenset({leaf.name})) for leaf in reversed(leaves)]
+    arrays = {leaf.name: leaf.array for leaf in leaves}
+    steps: list[tuple[str, str]] = []
+
+    def add(call: str, operands: list[Value]) -> None:
+        """Append ``call`` over ``operands`` if it is defined, finite and moderate there."""
+        expression = call.format(*(o.expression for o in operands))
+        try:
+            with np.errstate(all="ignore"):  # overflow or a zero denominator: rejected below
+                value = representable(oracle.value(expression, **arrays), dtype)
+        except ValueError:  # operands that do not broadcast, or a shape the op refuses
+            return
+        if _acceptable(call, operands, value):
+            name = f"v{len(steps)}"
+            steps.append((name, call.format(*(o.name for o in operands))))
+            nodes.append(Value(name, expression, value, frozenset().union(*(o.leaves for o in operands))))
+
+    for _ in range(draw(st.integers(1, MAX_OPS))):
+        drawn = _calls(draw, nodes, shapes.result_shape)
+        if drawn is not None:
+            add(*drawn)
+    for leaf in nodes[: len(leaves)]:  # join in the leaves the output does not use yet, where shapes allow
+        if leaf.name not in nodes[-1].leaves:
+            add(f"{draw(st.sampled_from(('add', 'mul')))}({{0}}, {{1}})", [nodes[-1], leaf])
+    if not steps:
+        steps.append(("v0", "tanh(a)"))
+        nodes.append(Value("v0", "tanh(a)", np.tanh(leaves[0].array), frozenset({"a"})))
+    return Program(leaves, tuple(steps), nodes[-1].expression, nodes[-1].leaves)
+
+
+def cotangents(program: Program, dtype: str) -> st.SearchStrategy[np.ndarray]:
+    """An upstream gradient of the program's output shape."""
+    shape = np.shape(oracle.value(program.expression, **program.arrays))
+    return values(shape, dtype, "real") if math.prod(shape) else st.just(np.zeros(shape))

@@ -1,0 +1,127 @@
+"""The gate: expected-failures files, levels, and the exit code of real runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conformance import specs
+from conformance.gate import Expectation, Gate, GateError, load_expectations, parse_levels
+from conformance.plugin import Outcome
+from conformance.results import status_of
+from tests.results_fixtures import BROKEN_RULE, PASSING_RULE, SPEC, broken_backend, run_suite
+
+
+def _expectations(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "expected-failures.toml"
+    path.write_text(body)
+    return path
+
+
+def _entry(rule: str, reason: str = "known gap", extra: str = "") -> str:
+    return f'[[expected]]\nrule = "{rule}"\nreason = "{reason}"\n{extra}\n'
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (_entry("broadcasting.no-such-rule"), "matches no rule of the suite"),
+        (_entry(BROKEN_RULE, extra='dtype = "bfloat16"'), "does not run in dtype 'bfloat16'"),
+        (_entry(BROKEN_RULE, reason=""), "'reason' must be one line"),
+        (_entry(BROKEN_RULE, reason="two\\nlines"), "'reason' must be one line"),
+        (_entry(BROKEN_RULE, extra='owner = "me"'), "a table with keys from"),
+        (_entry(BROKEN_RULE) + _entry(BROKEN_RULE), "duplicate entry"),
+        ('rule = "x"\n', "expected only \\[\\[expected\\]\\] tables"),
+        ("[[expected]\n", "Expected"),
+    ],
+)
+def test_invalid_expected_failures_files(tmp_path: Path, body: str, message: str) -> None:
+    with pytest.raises(GateError, match=message):
+        load_expectations(_expectations(tmp_path, body), specs.load([SPEC]))
+
+
+def test_expectations_and_levels() -> None:
+    rule_wide = Expectation(BROKEN_RULE, None, "everywhere")
+    one_dtype = Expectation(BROKEN_RULE, "float32", "only float32")
+    gate = Gate(("required",), (rule_wide, one_dtype))
+    assert gate.expected(BROKEN_RULE, "float32") is one_dtype
+    assert gate.expected(BROKEN_RULE, "float64") is rule_wide
+    assert gate.expected(PASSING_RULE, "float64") is None
+    assert parse_levels("required, extension,required") == ("required", "extension")
+    with pytest.raises(GateError, match="unknown levels"):
+        parse_levels("required,mandatory")
+
+
+@pytest.mark.parametrize(
+    ("status", "level", "strict", "breaks"),
+    [
+        ("failed", "required", False, True),
+        ("error", "required", False, True),
+        ("failed", "extension", False, False),
+        ("expected_failure", "required", False, False),
+        ("unsupported", "required", False, False),
+        ("unexpectedly_passed", "required", False, False),
+        ("unexpectedly_passed", "extension", True, True),
+    ],
+)
+def test_what_breaks_the_gate(status: str, level: str, strict: bool, breaks: bool) -> None:
+    assert Gate(("required",), (), strict).breaks({"status": status, "level": level}) is breaks
+
+
+def test_status_of() -> None:
+    rule = specs.load([SPEC])[0]
+    assert status_of(Outcome(rule, "float32", missing=["higher_order"]), True, False) == "unsupported"
+    assert status_of(Outcome(rule, "float32"), False, True) == "passed"
+    assert status_of(Outcome(rule, "float32"), True, True) == "unexpectedly_passed"
+    assert status_of(Outcome(rule, "float32"), False, False) == "error"
+    assert status_of(None, False, False) == "error"
+
+
+def _statuses(doc: dict) -> dict[str, set[str]]:
+    return {rid: {r["status"] for r in doc["results"] if r["id"] == rid} for rid in (BROKEN_RULE, PASSING_RULE)}
+
+
+def test_a_required_failure_breaks_the_gate(tmp_path: Path) -> None:
+    code, output, doc = run_suite(tmp_path, broken_backend())
+    assert code == 1, output
+    assert "gate BROKEN by 2" in output and not doc["gate"]["holds"]
+    assert doc["gate"]["broken_by"] == [f"{BROKEN_RULE}[float32]: failed", f"{BROKEN_RULE}[float64]: failed"]
+
+
+def test_failures_outside_the_gate_levels_do_not_break_it(tmp_path: Path) -> None:
+    code, output, doc = run_suite(tmp_path, broken_backend(), "--gate-levels=recommended,extension")
+    assert code == 0, output
+    assert doc["gate"]["holds"] and _statuses(doc)[BROKEN_RULE] == {"failed"}
+    assert "2 failures at levels outside the gate are reported but do not break it" in output
+
+
+def test_expected_failures_hold_the_gate_and_unexpected_passes_are_reported(tmp_path: Path) -> None:
+    path = _expectations(tmp_path, _entry(BROKEN_RULE, extra='link = "https://example.org/1"') + _entry(PASSING_RULE))
+    code, output, doc = run_suite(tmp_path, broken_backend(), f"--expected-failures={path}")
+    assert code == 0, output
+    assert _statuses(doc) == {BROKEN_RULE: {"expected_failure"}, PASSING_RULE: {"unexpectedly_passed"}}
+    assert "2 xfailed" in output and "2 xpassed" in output
+    record = next(r for r in doc["results"] if r["id"] == BROKEN_RULE)
+    assert record["expected"] == {"reason": "known gap", "link": "https://example.org/1"}
+    assert record["failure"]["kind"], "an expected failure still records how it failed"
+
+    code, output, doc = run_suite(tmp_path, broken_backend(), f"--expected-failures={path}", "--strict-expected")
+    assert code == 1, output
+    assert doc["gate"]["broken_by"] == [
+        f"{PASSING_RULE}[float32]: unexpectedly_passed",
+        f"{PASSING_RULE}[float64]: unexpectedly_passed",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--gate-levels=mandatory", "unknown levels"),
+        ("--expected-failures={stale}", "matches no rule of the suite"),
+    ],
+)
+def test_invalid_gate_options_are_usage_errors(tmp_path: Path, option: str, message: str) -> None:
+    stale = _expectations(tmp_path, _entry("broadcasting.gone"))
+    code, output, doc = run_suite(tmp_path, "torch", option.format(stale=stale))
+    assert code == pytest.ExitCode.USAGE_ERROR and message in output and doc is None

@@ -1,0 +1,97 @@
+"""The HTML report: self-contained, a cell per result, triage cards by kind, and the command line."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from conformance import results
+from conformance.report import render
+from tests.results_fixtures import ROOT, made_up_doc
+
+STATUSES = {
+    ("area.one", "float32"): "passed",
+    ("area.one", "float64"): "failed",
+    ("area.two", "float32"): "expected_failure",
+    ("area.rec-three", "float32"): "unexpectedly_passed",
+    ("other.four", "float32"): "unsupported",
+    ("other.five", "float32"): "error",
+}
+
+
+def _docs() -> list[dict]:
+    return [made_up_doc("alpha", STATUSES), made_up_doc("beta", {("area.one", "float32"): "failed"})]
+
+
+def test_report_is_one_self_contained_file() -> None:
+    html = render.render(_docs())
+    assert not re.search(r"<(link|img|iframe)\b|\bsrc=|@import|url\(", html), "no external resource of any kind"
+    assert html.count("<style>") == 1 and html.count("<script>") == 1
+    assert "<holds>" not in html and "&lt;holds&gt; &amp; more" in html, "text is escaped"
+
+
+def test_matrix_has_a_cell_per_result_and_marks_missing_ones() -> None:
+    html = render.render(_docs())
+    cells = re.findall(r'<td class="cell st-([a-z_]+)" data-engine="(\d)" data-status="([a-z_]*)"', html)
+    # 5 rules x (alpha: float32, float64; beta: float32)
+    assert len(cells) == 15
+    alpha = sorted(status for cls, engine, status in cells if engine == "0" and status)
+    assert alpha == sorted(STATUSES.values())
+    assert sum(1 for cls, _, status in cells if cls == "none" and not status) == 15 - len(STATUSES) - 1
+
+
+def test_triage_groups_cards_by_kind_then_rule() -> None:
+    model = render.model(_docs())
+    groups = {g["kind"]: [c["rule"]["id"] for c in g["cards"]] for g in model["triage"]}
+    assert groups == {
+        "error": ["other.five"],
+        "value": ["area.one", "area.two"],
+        "unexpectedly_passed": ["area.rec-three"],
+    }
+    card = model["triage"][1]["cards"][0]
+    assert [(e["engine"]["label"], e["result"]["dtype"]) for e in card["entries"]] == [
+        ("alpha", "float64"),
+        ("beta", "float32"),
+    ]
+    assert len(model["shared"]) == 1, "the part every repro shares is held once"
+
+
+def test_rates_per_area_and_level_exclude_unsupported() -> None:
+    rates = render.model(_docs())["rates"]
+    assert rates["area", "required", 0]["conforming"] == 1 and rates["area", "required", 0]["applicable"] == 3
+    assert rates["area", "recommended", 0]["percent"] == 100.0
+    assert rates["other", None, 0]["applicable"] == 1 and rates["other", None, 0]["percent"] == 0.0
+    assert rates["", None, 1] == {
+        "counts": {"failed": 1},
+        "applicable": 1,
+        "conforming": 0,
+        "percent": 0.0,
+        "total": 1,
+    }
+
+
+def test_ambiguous_backend_names_are_qualified() -> None:
+    docs = [
+        made_up_doc("torch", {}),
+        made_up_doc("torch", {}, backend={"name": "torch", "version": "1", "adapter": "b:Broken"}),
+    ]
+    assert render._labels(docs) == ["torch (Adapter)", "torch (Broken)"]
+
+
+def test_command_line_merges_results_files(tmp_path: Path) -> None:
+    paths = []
+    for i, doc in enumerate([*_docs(), made_up_doc("alpha", {("area.six", "float32"): "passed"})]):
+        paths.append(tmp_path / f"{i}.json")
+        results.write(paths[-1], doc)
+    out = tmp_path / "out" / "index.html"
+    command = [sys.executable, "-m", "conformance", "report", *map(str, paths), "-o", str(out)]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "alpha (7 results), beta (1 results)" in proc.stdout
+    assert out.read_text().count('class="rule-row"') == 6
+
+    paths[0].write_text("{}")
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "not a conformance results file" in proc.stderr

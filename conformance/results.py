@@ -27,23 +27,14 @@ import conformance
 from conformance import explore, plugin, specs
 from conformance.gate import Expectation, Gate, GateError, load_expectations, parse_levels
 from conformance.runner import script_for
+from conformance.runtime import ConformanceFailure
 from conformance.strategies import example_case
 from conformance.templates import TEMPLATES
 
 SCHEMA = "autograd-conformance-results"
 SCHEMA_VERSION = 1
 STATUSES = ("passed", "failed", "expected_failure", "unexpectedly_passed", "unsupported", "error")
-KINDS = (
-    "dtype",
-    "shape",
-    "value",
-    "missing_grad",
-    "unexpected_grad",
-    "structure",
-    "missing_error",
-    "wrong_error",
-    "unexpected_error",
-)
+KINDS = ConformanceFailure.KINDS
 """Kinds of first divergence (``RuleFailure.kind``), as ``conformance.runtime`` and the runner name them."""
 PROPERTY = "conformance"
 """Name of the user property that carries a result record from the test's process to the controller."""

@@ -14,6 +14,7 @@ templates cover the specs:
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import textwrap
 from collections.abc import Mapping
@@ -81,7 +82,7 @@ def _constants(constants: Mapping[str, Any]) -> str:
     return "".join(f"{name} = {literal(v)}\n" for name, v in constants.items())
 
 
-class Template:
+class Template(abc.ABC):
     """Base: the fields a template takes, its implied needs, its strategy and its script."""
 
     fields: dict[str, bool] = {}
@@ -107,8 +108,9 @@ class Template:
         """Complete an explicit example (e.g. with an upstream gradient)."""
         return case
 
+    @abc.abstractmethod
     def script(self, rule: Rule, case: Case) -> str:
-        raise NotImplementedError
+        """The rule's script on ``case``: inputs and oracle expectations as literals, then the steps."""
 
     def _leaves(self, rule: Rule, requires_grad: set[str]) -> str:
         return "".join(f"{n} = tensor({n.upper()}, requires_grad={n in requires_grad})\n" for n in rule.given.names)

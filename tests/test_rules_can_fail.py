@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from conformance import specs
 from tests.broken import all_broken
 from tests.conftest import check_rule
 
+ROOT = Path(__file__).resolve().parent.parent
 BROKEN = all_broken()
 PAIRS = [(cls, rule_id) for cls in BROKEN for rule_id in cls.breaks]
 
@@ -32,3 +38,24 @@ def test_broken_adapter_fails_its_rule(cls: type, rule_id: str, rules: dict[str,
         outcome = check_rule(cls(), rule, dtype, tmp_path)
         assert not outcome.missing, f"{cls.__name__} lacks {outcome.missing}: {rule_id} would be unsupported"
         assert outcome.failure is not None, f"{rule_id} passed under {cls.__name__} in {dtype}"
+
+
+BROADCASTING = [cls for cls in BROKEN if cls.__module__ == "tests.broken.broadcasting"]
+
+
+@pytest.mark.parametrize("cls", BROADCASTING, ids=[c.__name__ for c in BROADCASTING])
+def test_broadcasting_rules_fail_through_the_command_line(cls: type, tmp_path: Path) -> None:
+    """As an engine author would see it: ``--backend=module:Class`` makes each rule it breaks fail."""
+    out = tmp_path / "results.json"
+    command = [
+        sys.executable, "-m", "pytest", "conformance", "-q", "-p", "no:cacheprovider",
+        f"--backend={cls.__module__}:{cls.__name__}", "--specs=specs/broadcasting.toml",
+        f"--repro-dir={tmp_path}", f"--results-json={out}", "--gate-levels=required,recommended,extension",
+        "-k", " or ".join(cls.breaks),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout[-2000:]
+    statuses = {(r["id"], r["dtype"]): r["status"] for r in json.loads(out.read_text())["results"]}
+    for rule_id in cls.breaks:
+        ran = {dtype: status for (rid, dtype), status in statuses.items() if rid == rule_id}
+        assert ran and set(ran.values()) == {"failed"}, f"{rule_id} under {cls.__name__}: {ran}"

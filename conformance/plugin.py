@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 import conformance
-from conformance import backends, repro, results, specs
+from conformance import backends, repro, specs
 from conformance.runner import RuleFailure, run_case
 from conformance.strategies import example_case
 from conformance.templates import TEMPLATES
@@ -152,7 +152,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=Path(".conformance/repro"),
         help="where reproduction scripts of failures are written",
     )
-    results.add_options(group)
 
 
 def _usage(message: str) -> pytest.UsageError:
@@ -215,7 +214,6 @@ def pytest_configure(config: pytest.Config) -> None:
         repro_dir=config.getoption("repro_dir"),
         args=args,
     )
-    config.pluginmanager.register(results.Collector(config), "conformance-results")
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -1,6 +1,7 @@
 """Conformance results as data: the JSON file of a run, its collection under pytest, loading and merging.
 
-The file's schema is documented in ``docs/results-schema.md``. ``SCHEMA_VERSION`` changes when a
+A pytest plugin of its own (entry point ``conformance-results``), active when ``conformance.plugin``
+has set up a run. The file's schema is documented in ``docs/results-schema.md``. ``SCHEMA_VERSION`` changes when a
 field changes meaning or goes away; adding a field does not change it, so readers ignore unknown keys.
 
 Each rule test's outcome is recorded where the test ran (``pytest_runtest_makereport``) and carried
@@ -45,8 +46,9 @@ class ResultsError(ValueError):
     """A file that is not a conformance results file this suite can read."""
 
 
-def add_options(group: Any) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
     """The results, report and gate options, in the plugin's "conformance" group."""
+    group = parser.getgroup("conformance")
     group.addoption("--results-json", type=Path, help="write the run's results as JSON (docs/results-schema.md)")
     group.addoption("--report-html", type=Path, help="write the run's HTML report (one self-contained file)")
     group.addoption(
@@ -63,6 +65,13 @@ def add_options(group: Any) -> None:
         type=Path,
         help="write each new shrunk counterexample as a spec example (use with --conformance-profile=thorough)",
     )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """After ``conformance.plugin`` has set up the run: collect its results, apply the gate."""
+    if plugin.STASH in config.stash:
+        config.pluginmanager.register(Collector(config), "conformance-results-collector")
 
 
 def record(rule: specs.Rule, dtype: str, status: str, **facts: Any) -> dict[str, Any]:

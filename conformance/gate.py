@@ -10,8 +10,15 @@ gate stays green for them while the report still shows them, with their reason::
     reason = "sum-to-shape accumulates in float16; fixed in 0.5"
     link = "https://github.com/me/engine/issues/12"   # optional
 
-An entry naming no rule (or a dtype the rule does not run in) is an error: a stale file must not
-hide anything. An expected failure that passes is reported ``unexpectedly_passed``; it breaks the
+The property checks that are not rules (the stateful model, the random programs) are named by
+their test function instead of a rule id::
+
+    [[expected]]
+    check = "test_model"
+    reason = "the engine has no enable_grad, which the model's grad-mode steps use"
+
+An entry naming no rule or check (or a dtype the rule does not run in) is an error: a stale file must
+not hide anything. An expected failure that passes is reported ``unexpectedly_passed``; it breaks the
 gate under ``--strict-expected``, so the file is kept honest.
 """
 
@@ -27,7 +34,9 @@ from conformance import specs
 
 BREAKING = frozenset({"failed", "error"})
 """Statuses that break the gate when the rule's level is gated."""
-_ENTRY_KEYS = {"rule", "dtype", "reason", "link"}
+_ENTRY_KEYS = {"rule", "check", "dtype", "reason", "link"}
+CHECKS = ("test_model", "test_programs_backward", "test_programs_gradgrad")
+"""The conformance package's property checks that are not rules, by test function name."""
 
 
 class GateError(ValueError):
@@ -39,9 +48,11 @@ class Expectation:
     """One entry of an expected-failures file."""
 
     rule: str
+    """A rule id, or for a property check (``is_check``) its test function's name."""
     dtype: str | None
     reason: str
     link: str | None = None
+    is_check: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {"reason": self.reason, "link": self.link}
@@ -69,16 +80,20 @@ def load_expectations(path: Path, rules: Iterable[specs.Rule]) -> list[Expectati
         where = f"{path}: [[expected]] #{i + 1}"
         if not isinstance(raw, dict) or set(raw) - _ENTRY_KEYS:
             raise GateError(f"{where}: a table with keys from {sorted(_ENTRY_KEYS)}")
-        rule, dtype, reason, link = (raw.get(k) for k in ("rule", "dtype", "reason", "link"))
-        if rule not in by_id:
+        rule, check, dtype, reason, link = (raw.get(k) for k in ("rule", "check", "dtype", "reason", "link"))
+        if check is not None:
+            if rule is not None or dtype is not None or check not in CHECKS:
+                raise GateError(f"{where}: 'check' must be one of {list(CHECKS)}, without 'rule' or 'dtype'")
+            rule = check
+        elif rule not in by_id:
             raise GateError(f"{where}: rule {rule!r} matches no rule of the suite (stale entry?)")
-        if dtype is not None and dtype not in by_id[rule].dtypes:
+        elif dtype is not None and dtype not in by_id[rule].dtypes:
             raise GateError(f"{where}: rule {rule!r} does not run in dtype {dtype!r} (it runs in {by_id[rule].dtypes})")
         if not isinstance(reason, str) or not reason.strip() or "\n" in reason.strip():
             raise GateError(f"{where}: 'reason' must be one line saying why the engine fails {rule!r}")
         if link is not None and not isinstance(link, str):
             raise GateError(f"{where}: 'link' must be a string")
-        entry = Expectation(rule, dtype, reason.strip(), link)
+        entry = Expectation(rule, dtype, reason.strip(), link, is_check=check is not None)
         if any((e.rule, e.dtype) == (entry.rule, entry.dtype) for e in entries):
             raise GateError(f"{where}: duplicate entry for {rule!r}" + (f" in {dtype}" if dtype else ""))
         entries.append(entry)
@@ -95,8 +110,12 @@ class Gate:
 
     def expected(self, rule_id: str, dtype: str) -> Expectation | None:
         """The entry covering (rule, dtype); a dtype-specific entry wins over a rule-wide one."""
-        matches = [e for e in self.expectations if e.rule == rule_id and e.dtype in (dtype, None)]
+        matches = [e for e in self.expectations if not e.is_check and e.rule == rule_id and e.dtype in (dtype, None)]
         return min(matches, key=lambda e: e.dtype is None, default=None)
+
+    def expected_check(self, name: str) -> Expectation | None:
+        """The entry covering a property check, by its test function's name."""
+        return next((e for e in self.expectations if e.is_check and e.rule == name), None)
 
     def breaks(self, result: Mapping[str, Any]) -> bool:
         """Whether one result (a record of the results file) breaks the gate."""
@@ -113,7 +132,9 @@ class Gate:
         return {
             "levels": list(self.levels),
             "strict_expected": self.strict_expected,
-            "expected_failures": [{"rule": e.rule, "dtype": e.dtype, **e.as_dict()} for e in self.expectations],
+            "expected_failures": [
+                {"check" if e.is_check else "rule": e.rule, "dtype": e.dtype, **e.as_dict()} for e in self.expectations
+            ],
             "holds": not broken_by,
             "broken_by": broken_by,
         }

@@ -326,8 +326,8 @@ class AutogradModel(RuleBasedStateMachine):
                 self.run(f"{self.modes.pop()[0]}.__exit__(None, None, None)\n")
             return
         name = f"mode{len(self.modes)}"
-        self.modes.append((name, action == "enable_grad"))
         self.run(f"{name} = {action}()\n{name}.__enter__()\n")
+        self.modes.append((name, action == "enable_grad"))  # only once entered: teardown exits it
 
     @precondition(lambda self: self.has("retain_grad"))
     @rule(a=tensors)

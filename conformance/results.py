@@ -253,7 +253,12 @@ class Collector:
         """Expected failures become xfail marks: pytest's own summary then says xfailed / XPASS."""
         for item in items:
             param = _rule_param(item)
-            expected = None if param is None else self.gate.expected(param[0].id, param[1])
+            if param is None:  # a property check: expected to fail as a whole, by any exception
+                check = self.gate.expected_check(getattr(item, "originalname", item.name))
+                if check is not None:
+                    item.add_marker(pytest.mark.xfail(reason=check.reason, strict=self.gate.strict_expected))
+                continue
+            expected = self.gate.expected(param[0].id, param[1])
             if expected is not None:
                 item.stash[EXPECTED] = expected
                 item.add_marker(

@@ -20,6 +20,7 @@ from conformance.strategies import values
 GRADGRAD_TOLERANCES = {dtype: (max(rtol, 1e-5), max(atol, 1e-5)) for dtype, (rtol, atol) in TOLERANCES.items()}
 """Second derivatives are checked against finite differences, good to about 1e-6."""
 KIND_NEEDS = {"detached": "detach", "no_grad": "no_grad"}
+"""The capability a leaf kind needs; "grad" and "const" leaves are plain tensors (a functional engine has them)."""
 
 
 class ProgramFailure(AssertionError):
@@ -43,7 +44,7 @@ def _require(run: Run, needs: list[str]) -> None:
 
 
 def _cases(run: Run) -> st.SearchStrategy[tuple[str, Program]]:
-    kinds = tuple(k for k in KINDS if KIND_NEEDS.get(k, "stateful") in run.adapter.capabilities)
+    kinds = tuple(k for k in KINDS if k not in KIND_NEEDS or KIND_NEEDS[k] in run.adapter.capabilities)
     return st.sampled_from(run.dtypes).flatmap(lambda d: st.tuples(st.just(d), programs(d, kinds)))
 
 

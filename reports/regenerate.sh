@@ -14,10 +14,13 @@ run() {
         --results-json="reports/results/$name.json" "$@" | tail -n 25 || [ "${PIPESTATUS[0]}" -eq 1 ]
 }
 
-# The reference engines, every rule.
+# Every rule on every shipped backend: the reference engines (torch, numpy), and the adapters for
+# real alternative engines (mygrad with its known gaps; jax, a functional engine).
 run torch --backend=torch "$@"
 run numpy --backend=numpy "$@"
-python -m conformance report reports/results/torch.json reports/results/numpy.json -o reports/index.html
+run mygrad --backend=mygrad --expected-failures=specs/expected-failures/mygrad.toml "$@"
+run jax --backend=jax "$@"
+python -m conformance report reports/results/{torch,numpy,mygrad,jax}.json -o reports/index.html
 
 # Deliberately broken adapters (tests/broken/), on the broadcasting rules; one with an
 # expected-failures file, to show expected failures beside failures.

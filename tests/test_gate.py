@@ -34,11 +34,21 @@ def _entry(rule: str, reason: str = "known gap", extra: str = "") -> str:
         (_entry(BROKEN_RULE) + _entry(BROKEN_RULE), "duplicate entry"),
         ('rule = "x"\n', "expected only \\[\\[expected\\]\\] tables"),
         ("[[expected]\n", "Expected"),
+        ('[[expected]]\ncheck = "test_nothing"\nreason = "r"\n', "'check' must be one of"),
+        ('[[expected]]\ncheck = "test_model"\ndtype = "float32"\nreason = "r"\n', "without 'rule' or 'dtype'"),
     ],
 )
 def test_invalid_expected_failures_files(tmp_path: Path, body: str, message: str) -> None:
     with pytest.raises(GateError, match=message):
         load_expectations(_expectations(tmp_path, body), specs.load([SPEC]))
+
+
+def test_property_checks_can_be_expected_to_fail(tmp_path: Path) -> None:
+    body = '[[expected]]\ncheck = "test_model"\nreason = "no enable_grad"\n' + _entry(BROKEN_RULE)
+    entries = load_expectations(_expectations(tmp_path, body), specs.load([SPEC]))
+    gate = Gate(expectations=tuple(entries))
+    assert gate.expected_check("test_model") is entries[0] and gate.expected("test_model", "float32") is None
+    assert gate.expected_check(BROKEN_RULE) is None and gate.expected(BROKEN_RULE, "float32") is entries[1]
 
 
 def test_expectations_and_levels() -> None:

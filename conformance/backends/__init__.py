@@ -14,6 +14,8 @@ from typing import Any
 BUILTIN = {
     "torch": "conformance.backends.pytorch:TorchAdapter",
     "numpy": "conformance.backends.reference:ReferenceAdapter",
+    "jax": "conformance.backends.jax_adapter:JaxAdapter",
+    "mygrad": "conformance.backends.mygrad_adapter:MygradAdapter",
 }
 GROUP = "autograd_conformance.backends"
 

@@ -1,7 +1,9 @@
-"""Command line: ``python -m conformance report RESULTS... -o reports/index.html``.
+"""Command line: ``python -m conformance report RESULTS... -o reports/index.html``, ``rules``, ``show RULE_ID``.
 
-Running the rules is pytest's job (``pytest --pyargs conformance --backend=NAME``); this command
-works on the results files such runs write, e.g. to merge the runs of several backends into one report.
+Running the rules is pytest's job (``pytest --pyargs conformance --backend=NAME``); ``report`` works on
+the results files such runs write, e.g. to merge the runs of several backends into one report. ``rules``
+writes the rulebook (every rule with a PyTorch example) and ``show`` explains one rule. Each command
+imports what it needs only when it runs: ``report`` must not pay for Hypothesis, nor ``rules`` for pytest.
 """
 
 from __future__ import annotations
@@ -11,9 +13,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from conformance import results
-from conformance.report import render
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conformance", description=__doc__.splitlines()[0])
@@ -21,7 +20,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = commands.add_parser("report", help="render results files (merged per backend) as one HTML report")
     report.add_argument("results", nargs="+", type=Path, help="results files written with --results-json")
     report.add_argument("-o", "--output", type=Path, default=Path("reports/index.html"), help="the HTML file")
+    rules = commands.add_parser("rules", help="write the rulebook: every rule, with its example as PyTorch code")
+    rules.add_argument("--format", choices=("text", "markdown", "html"), default="text")
+    rules.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="text: a file (default stdout); markdown, html: a folder (default docs/rules, build/rules)",
+    )
+    rules.add_argument("--area", help="only this area (markdown, html: its page, and no index)")
+    show = commands.add_parser("show", help="where a rule is, what it needs, and the script of its first example")
+    show.add_argument("rule_id")
     args = parser.parse_args(argv)
+    if args.command == "rules":
+        return _rules(parser, args)
+    if args.command == "show":
+        return _show(parser, args.rule_id)
+    from conformance import results
+    from conformance.report import render
+
     try:
         docs = [results.load(path) for path in args.results]
     except results.ResultsError as exc:
@@ -30,6 +47,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     merged = results.merge(docs)
     engines = ", ".join(f"{d['backend']['name']} ({sum(d['summary'].values())} results)" for d in merged)
     print(f"wrote {args.output} ({args.output.stat().st_size // 1024} KiB): {engines}")
+    return 0
+
+
+def _rules(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from conformance import rulebook, specs
+
+    loaded = specs.load()
+    if args.area is not None:
+        areas = sorted({r.area for r in loaded})
+        if args.area not in areas:
+            parser.error(f"unknown area {args.area!r}; known: {', '.join(areas)}")
+        loaded = [r for r in loaded if r.area == args.area]
+    areas = rulebook.by_area(loaded)
+    for path in rulebook.write(areas, args.format, args.output, index=args.area is None):
+        print(f"wrote {path}")
+    missing = [e.rule.id for entries in areas.values() for e in entries if e.code is None]
+    if missing and args.format != "text":
+        print(f"{len(missing)} rules without a PyTorch example: {', '.join(missing)}")
+    return 0
+
+
+def _show(parser: argparse.ArgumentParser, rule_id: str) -> int:
+    import difflib
+
+    from conformance import rulebook, specs
+
+    known = {r.id: r for r in specs.load()}
+    if rule_id not in known:
+        close = difflib.get_close_matches(rule_id, known, n=5, cutoff=0.5)
+        hint = f"closest: {', '.join(close)}" if close else "`python -m conformance rules` lists them all"
+        parser.error(f"unknown rule id {rule_id!r}; {hint}")
+    print(rulebook.show(known[rule_id]), end="")
     return 0
 
 

@@ -19,7 +19,9 @@ one type covers many meanings, a regular expression over the message) that mean 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import difflib
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
@@ -137,8 +139,8 @@ OPS: dict[str, str] = {
 
 
 @runtime_checkable
-class Adapter(Protocol):
-    """One engine, as the suite sees it. See the module docstring for the two layers."""
+class Functional(Protocol):
+    """The functional core: what every engine provides. A functional-only adapter implements this alone."""
 
     name: str
     """Short name, as given to ``--backend``."""
@@ -178,7 +180,11 @@ class Adapter(Protocol):
         engine has ``higher_order``.
         """
 
-    # -- stateful layer ---------------------------------------------------------------------
+
+@runtime_checkable
+class Adapter(Functional, Protocol):
+    """An engine with the stateful layer too (capability ``stateful`` and the ones that refine it)."""
+
     def grad_of(self, t: Tensor) -> Tensor | None:
         """``t.grad``: None until the first accumulation."""
 
@@ -252,6 +258,69 @@ class Adapter(Protocol):
     def inference_mode(self) -> AbstractContextManager[None]: ...
 
 
-def missing_capabilities(adapter: Adapter, needs: Iterator[str] | Sequence[str]) -> list[str]:
-    """The capabilities in ``needs`` that ``adapter`` lacks, in order."""
-    return [need for need in needs if need not in adapter.capabilities]
+CORE = ("name", "capabilities", "errors", "ops", "engine_version", "devices", "tensor", "numpy", "dtype", "shape",
+        "device", "vjp")  # fmt: skip
+"""What every adapter has: the functional core."""
+CAPABILITY_METHODS: dict[str, tuple[str, ...]] = {
+    "stateful": ("grad_of", "is_leaf", "requires_grad", "has_grad_fn", "requires_grad_", "backward"),
+    "autograd_grad": ("grad",),
+    "backward_many": ("backward_many",),
+    "retain_grad": ("retain_grad", "retains_grad"),
+    "grad_assign": ("set_grad",),
+    "no_grad": ("no_grad", "enable_grad", "is_grad_enabled"),
+    "set_grad_enabled": ("set_grad_enabled",),
+    "inference_mode": ("inference_mode", "is_inference"),
+    "version_counter": ("version",),
+    "detach": ("detach", "shares_storage"),
+    "detach_": ("detach_",),
+}
+"""The stateful methods each capability promises: declared capabilities are checked against them."""
+
+
+def validate(adapter: Any) -> list[str]:
+    """What is wrong with ``adapter`` as the protocol sees it: each problem names the attribute, and an
+    unknown capability or error meaning the closest known one. Empty when it is a valid adapter."""
+    found = [f"missing {name!r} (the functional core)" for name in CORE if not hasattr(adapter, name)]
+    if found:
+        return found
+    capabilities, errors = adapter.capabilities, adapter.errors
+    if not isinstance(capabilities, (set, frozenset)) or not all(isinstance(c, str) for c in capabilities):
+        return [f"'capabilities' must be a set of names, got {type(capabilities).__name__}"]
+    if not isinstance(errors, Mapping):
+        return [f"'errors' must be a mapping of meaning -> (exception types, pattern), got {type(errors).__name__}"]
+    found += [f"unknown capability {c!r}{_closest(c, CAPABILITIES)}" for c in sorted(capabilities - set(CAPABILITIES))]
+    for capability in sorted(capabilities & set(CAPABILITY_METHODS)):
+        found += [
+            f"declares {capability!r} but has no {method!r}"
+            for method in CAPABILITY_METHODS[capability]
+            if not callable(getattr(adapter, method, None))
+        ]
+    for meaning, spec in errors.items():
+        if meaning not in ERROR_MEANINGS:
+            found.append(f"unknown error meaning {meaning!r}{_closest(meaning, ERROR_MEANINGS)}")
+        elif not _valid_error_spec(spec):
+            found.append(f"errors[{meaning!r}] must be (an exception type or a tuple of them, a regex or None)")
+    if not isinstance(adapter.name, str) or not adapter.name:
+        found.append("'name' must be a non-empty string")
+    return found
+
+
+def _closest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(sorted(known))}"
+
+
+def _valid_error_spec(spec: Any) -> bool:
+    if not (isinstance(spec, tuple) and len(spec) == 2):
+        return False
+    types, pattern = spec
+    types = types if isinstance(types, tuple) else (types,)
+    if not types or not all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
+        return False
+    if pattern is None:
+        return True
+    try:
+        re.compile(pattern)
+    except (re.error, TypeError):
+        return False
+    return True

@@ -10,12 +10,8 @@ gate stays green for them while the report still shows them, with their reason::
     reason = "sum-to-shape accumulates in float16; fixed in 0.5"
     link = "https://github.com/me/engine/issues/12"   # optional
 
-The property checks that are not rules (the stateful model, the random programs) are named by
-their test function instead of a rule id::
-
-    [[expected]]
-    check = "test_model"
-    reason = "the engine has no enable_grad, which the model's grad-mode steps use"
+The property checks (the stateful model, the random programs) are rules like any other, in
+``specs/properties.toml``, so their entries name them by rule id.
 
 An entry naming no rule or check (or a dtype the rule does not run in) is an error: a stale file must
 not hide anything. An expected failure that passes is reported ``unexpectedly_passed``; it breaks the
@@ -32,11 +28,14 @@ from typing import Any
 
 from conformance import specs
 
-BREAKING = frozenset({"failed", "error"})
+BREAKING = frozenset({"failed", "crashed", "timeout"})
 """Statuses that break the gate when the rule's level is gated."""
-_ENTRY_KEYS = {"rule", "check", "dtype", "reason", "link"}
-CHECKS = ("test_model", "test_programs_backward", "test_programs_gradgrad")
-"""The conformance package's property checks that are not rules, by test function name."""
+ALWAYS_BREAKING = frozenset({"error", "not_run"})
+"""Statuses that break the gate at any level: the check could not be judged (an adapter mistake, an
+internal error) or never ran (an interrupted run), so the run says nothing about that rule."""
+JUDGED = frozenset({"passed", "failed", "expected_failure", "unexpectedly_passed", "crashed", "timeout"})
+"""Statuses of a check that ran against the engine: a run with none of them checked nothing."""
+_ENTRY_KEYS = {"rule", "dtype", "reason", "link"}
 
 
 class GateError(ValueError):
@@ -48,11 +47,9 @@ class Expectation:
     """One entry of an expected-failures file."""
 
     rule: str
-    """A rule id, or for a property check (``is_check``) its test function's name."""
     dtype: str | None
     reason: str
     link: str | None = None
-    is_check: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {"reason": self.reason, "link": self.link}
@@ -80,12 +77,8 @@ def load_expectations(path: Path, rules: Iterable[specs.Rule]) -> list[Expectati
         where = f"{path}: [[expected]] #{i + 1}"
         if not isinstance(raw, dict) or set(raw) - _ENTRY_KEYS:
             raise GateError(f"{where}: a table with keys from {sorted(_ENTRY_KEYS)}")
-        rule, check, dtype, reason, link = (raw.get(k) for k in ("rule", "check", "dtype", "reason", "link"))
-        if check is not None:
-            if rule is not None or dtype is not None or check not in CHECKS:
-                raise GateError(f"{where}: 'check' must be one of {list(CHECKS)}, without 'rule' or 'dtype'")
-            rule = check
-        elif rule not in by_id:
+        rule, dtype, reason, link = (raw.get(k) for k in ("rule", "dtype", "reason", "link"))
+        if rule not in by_id:
             raise GateError(f"{where}: rule {rule!r} matches no rule of the suite (stale entry?)")
         elif dtype is not None and dtype not in by_id[rule].dtypes:
             raise GateError(f"{where}: rule {rule!r} does not run in dtype {dtype!r} (it runs in {by_id[rule].dtypes})")
@@ -93,7 +86,7 @@ def load_expectations(path: Path, rules: Iterable[specs.Rule]) -> list[Expectati
             raise GateError(f"{where}: 'reason' must be one line saying why the engine fails {rule!r}")
         if link is not None and not isinstance(link, str):
             raise GateError(f"{where}: 'link' must be a string")
-        entry = Expectation(rule, dtype, reason.strip(), link, is_check=check is not None)
+        entry = Expectation(rule, dtype, reason.strip(), link)
         if any((e.rule, e.dtype) == (entry.rule, entry.dtype) for e in entries):
             raise GateError(f"{where}: duplicate entry for {rule!r}" + (f" in {dtype}" if dtype else ""))
         entries.append(entry)
@@ -110,31 +103,34 @@ class Gate:
 
     def expected(self, rule_id: str, dtype: str) -> Expectation | None:
         """The entry covering (rule, dtype); a dtype-specific entry wins over a rule-wide one."""
-        matches = [e for e in self.expectations if not e.is_check and e.rule == rule_id and e.dtype in (dtype, None)]
+        matches = [e for e in self.expectations if e.rule == rule_id and e.dtype in (dtype, None)]
         return min(matches, key=lambda e: e.dtype is None, default=None)
-
-    def expected_check(self, name: str) -> Expectation | None:
-        """The entry covering a property check, by its test function's name."""
-        return next((e for e in self.expectations if e.is_check and e.rule == name), None)
 
     def breaks(self, result: Mapping[str, Any]) -> bool:
         """Whether one result (a record of the results file) breaks the gate."""
         if result["status"] == "unexpectedly_passed":
             return self.strict_expected
+        if result["status"] in ALWAYS_BREAKING:
+            return True
         return result["status"] in BREAKING and result["level"] in self.levels
 
-    def broken_by(self, results: Iterable[Mapping[str, Any]]) -> list[str]:
-        return [f"{r['id']}[{r['dtype']}]: {r['status']}" for r in results if self.breaks(r)]
+    def broken_by(self, results: Iterable[Mapping[str, Any]], incomplete: Any = None) -> list[str]:
+        """Why the gate does not hold: each breaking result, an incomplete run, a run that checked nothing."""
+        results = list(results)
+        broken = [f"{r['id']}[{r['dtype']}]: {r['status']}" for r in results if self.breaks(r)]
+        if incomplete:
+            broken.append(f"the run is incomplete: {incomplete}")
+        if not any(r["status"] in JUDGED for r in results):
+            broken.append("nothing was checked: no rule ran against the engine (all unsupported, or none selected)")
+        return broken
 
-    def verdict(self, results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    def verdict(self, results: Iterable[Mapping[str, Any]], incomplete: Any = None) -> dict[str, Any]:
         """The ``gate`` section of the results file."""
-        broken_by = self.broken_by(results)
+        broken_by = self.broken_by(results, incomplete)
         return {
             "levels": list(self.levels),
             "strict_expected": self.strict_expected,
-            "expected_failures": [
-                {"check" if e.is_check else "rule": e.rule, "dtype": e.dtype, **e.as_dict()} for e in self.expectations
-            ],
+            "expected_failures": [{"rule": e.rule, "dtype": e.dtype, **e.as_dict()} for e in self.expectations],
             "holds": not broken_by,
             "broken_by": broken_by,
         }

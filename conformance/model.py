@@ -16,23 +16,34 @@ A failure carries the whole step log as a script a person can run with the engin
 from __future__ import annotations
 
 import enum
-import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, ClassVar
 
+import hypothesis
 import numpy as np
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, multiple, precondition, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
-from conformance import backends, oracle, runtime
+from conformance import oracle, runtime
+from conformance.failures import CheckFailure, execute
+from conformance.literal import literal
 from conformance.runtime import ConformanceFailure
+from conformance.specs import Rule, SpecError
 from conformance.strategies import representable
-from conformance.templates import literal
 
 SHAPES = ((), (3,), (2, 1), (2, 3))
 """Leaf shapes: all broadcast to (2, 3), and keepdim reductions stay among such shapes."""
@@ -48,8 +59,6 @@ ARRAYS = st.sampled_from(SHAPES).flatmap(
 LR = 0.1
 MAX_MODES = 2
 """Grad-mode blocks nest this deep at most: deeper adds little but time spent under no_grad."""
-TOLERANCES = {dtype: (rtol, max(rtol, atol)) for dtype, (rtol, atol) in runtime.DEFAULT_TOLERANCES.items()}
-"""(rtol, atol): atol is raised to rtol because accumulated gradients sum many rounded terms."""
 
 SAVED = {"mul": "partner", "sin": "input", "exp": "output", "tanh": "output", "sigmoid": "output"}
 """What PyTorch saves for backward. mul saves each factor only when the other needs a gradient;
@@ -159,47 +168,6 @@ def graph_of(root: Var, cut: Var | None = None) -> Graph:
     return graph
 
 
-def _matches(exc: BaseException, spec: Any) -> bool:
-    types, pattern = spec
-    return isinstance(exc, types) and (pattern is None or re.search(pattern, str(exc)) is not None)
-
-
-@contextmanager
-def raises_one_of(adapter: Any, meanings: list[str], required: bool = True) -> Iterator[list[str]]:
-    """A block that must (or, with ``required=False``, may) raise one of ``meanings``.
-
-    Yields a list that receives the meaning raised, so the model learns what happened.
-    """
-    raised: list[str] = []
-    try:
-        yield raised
-    except Exception as exc:  # the engine's own exception, whatever its type
-        matched = [m for m in meanings if m in adapter.errors and _matches(exc, adapter.errors[m])]
-        if not matched:
-            detail = f"expected one of {meanings}, got {type(exc).__name__}: {exc}"
-            raise ConformanceFailure("wrong_error", detail) from exc
-        raised.append(matched[0])
-    else:
-        if required:
-            raise ConformanceFailure("missing_error", f"expected one of {meanings}, nothing was raised")
-
-
-def namespace(adapter: Any, dtype: str, device: str = "cpu") -> dict[str, Any]:
-    """What a model step runs with: the runtime vocabulary plus ``raises_one_of``."""
-    names = runtime.bind(adapter, dtype, device, TOLERANCES)
-    names["raises_one_of"] = partial(raises_one_of, adapter)
-    return names
-
-
-def replay_namespace(backend: str, dtype: str, device: str = "cpu") -> dict[str, Any]:
-    """The namespace of a printed replay script, for an adapter named as ``--backend`` takes it."""
-    return namespace(backends.resolve(backend), dtype, device)
-
-
-class ModelFailure(AssertionError):
-    """The engine diverged from the model; the message ends with a runnable replay script."""
-
-
 class AutogradModel(RuleBasedStateMachine):
     """Steps over the stateful layer; invariants compare every live tensor with the model.
 
@@ -207,8 +175,11 @@ class AutogradModel(RuleBasedStateMachine):
     """
 
     adapter: ClassVar[Any] = None
-    dtypes: ClassVar[tuple[str, ...]] = ("float32",)
+    dtype: ClassVar[str] = "float32"
     device: ClassVar[str] = "cpu"
+    tolerances: ClassVar[dict[str, tuple[float, float]]] = {}
+    progress: ClassVar[Callable[[str | None], None]] = staticmethod(lambda script: None)
+    """Told ``None`` when a sequence starts, then the script so far before each step runs."""
 
     tensors = Bundle("tensors")
 
@@ -219,34 +190,30 @@ class AutogradModel(RuleBasedStateMachine):
         self.last_root: Var | None = None
         self.log: list[str] = []
         self.ns: dict[str, Any] = {}
-        self.dtype = "float32"
+        self.progress(None)
 
     # -- running script lines -------------------------------------------------------------------
     def has(self, *capabilities: str) -> bool:
         return all(c in self.adapter.capabilities for c in capabilities)
 
     def script(self) -> str:
-        backend = f"{type(self.adapter).__module__}:{type(self.adapter).__qualname__}"
-        head = (
-            "from conformance.model import replay_namespace\n\n"
-            f"globals().update(replay_namespace({backend!r}, {self.dtype!r}, {self.device!r}))\n"
-        )
-        return head + "".join(self.log)
+        """The steps so far: a script in the runtime vocabulary, like a rule's."""
+        return "".join(self.log)
 
     def fail(self, kind: str, detail: str) -> None:
-        raise ModelFailure(f"[{kind}] {detail}\n---- replay script (python FILE) ----\n{self.script()}")
+        line = self.log[-1].strip().splitlines()[-1] if self.log else "?"
+        raise CheckFailure(kind, detail, line, self.script(), f"{len(self.log)} steps", self.dtype)
 
     def run(self, code: str) -> None:
-        """Run ``code`` in the step namespace and log it; a divergence fails with the script."""
+        """Run ``code`` in the step namespace and log it; a divergence fails with the whole script."""
         self.log.append(code)
+        self.progress(self.script())
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # engine warnings are not what the model checks
-                exec(compile(code, "<model step>", "exec"), self.ns)
-        except ConformanceFailure as exc:
+                execute(code, self.ns, "<model step>", dtype=self.dtype)
+        except CheckFailure as exc:
             self.fail(exc.kind, exc.detail)
-        except Exception as exc:  # the engine raised where the rules say nothing is raised
-            self.fail("unexpected_error", f"{type(exc).__name__}: {exc}")
 
     def new(self, prefix: str, storage: Storage, requires_grad: bool, node: Node | None, terms: int = 1) -> Var:
         var = Var(f"{prefix}{len(self.vars)}", storage, requires_grad, node, terms)
@@ -258,11 +225,10 @@ class AutogradModel(RuleBasedStateMachine):
         return self.modes[-1][1] if self.modes else True
 
     # -- steps ----------------------------------------------------------------------------------
-    @initialize(target=tensors, dtype=st.data(), array=ARRAYS)
-    def start(self, dtype: st.DataObject, array: np.ndarray) -> Var:
-        """Draw the run's dtype, then make a first leaf that requires grad."""
-        self.dtype = dtype.draw(st.sampled_from(self.dtypes), label="dtype")
-        self.ns = namespace(self.adapter, self.dtype, self.device)
+    @initialize(target=tensors, array=ARRAYS)
+    def start(self, array: np.ndarray) -> Var:
+        """Make a first leaf that requires grad."""
+        self.ns = runtime.bind(self.adapter, self.dtype, self.device, self.tolerances)
         return self.leaf(array, True)
 
     @rule(target=tensors, array=ARRAYS, requires_grad=st.booleans())
@@ -458,7 +424,7 @@ class AutogradModel(RuleBasedStateMachine):
     def tensors_match_the_model(self) -> None:
         if not self.ns:
             return
-        adapter, checks = self.adapter, runtime.Checks(self.adapter, self.dtype, TOLERANCES)
+        adapter, checks = self.adapter, runtime.Checks(self.adapter, self.dtype, self.tolerances)
         with self.verifying(f"expect_equal(is_grad_enabled(), {self.grad_enabled})"):
             checks.expect_equal(adapter.is_grad_enabled(), self.grad_enabled)
         for var in self.vars:
@@ -494,6 +460,46 @@ class AutogradModel(RuleBasedStateMachine):
             self.ns[self.modes.pop()[0]].__exit__(None, None, None)
 
 
-def machine_for(adapter: Any, dtypes: list[str], device: str = "cpu") -> type[AutogradModel]:
-    """The state machine bound to one engine and the run's dtypes."""
-    return type("AutogradModel", (AutogradModel,), {"adapter": adapter, "dtypes": tuple(dtypes), "device": device})
+class ModelTemplate:
+    """The ``model`` template: random step sequences of ``AutogradModel``, ``length`` steps each."""
+
+    fields = {"length": False}
+    code_field = "length"
+
+    def needs(self, rule: Rule) -> list[str]:
+        return ["stateful"]
+
+    def ops(self, rule: Rule) -> frozenset[str]:
+        return frozenset({*UNARY, *BINARY, "sum", "mean", "mul", "sub_", "zero_"})
+
+    def validate(self, rule: Rule) -> None:
+        length = rule.args.get("length", 50)
+        if not (isinstance(length, int) and 1 <= length <= 500):
+            raise SpecError(rule.path, rule.id, "length", "must be a whole number of steps from 1 to 500")
+
+    def test(
+        self,
+        adapter: Any,
+        rule: Rule,
+        dtype: str,
+        device: str,
+        seed: int,
+        overrides: settings | None,
+        progress: Callable[[str | None], None],
+    ) -> Callable[[], None]:
+        """The Hypothesis test that runs the state machine against ``adapter``; it raises ``CheckFailure``."""
+        attributes = {
+            "adapter": adapter,
+            "dtype": dtype,
+            "device": device,
+            "tolerances": dict(rule.tolerances),
+            "progress": staticmethod(progress),
+        }
+        # An explicit seed, like every rule's: the sequences drawn must not depend on incidental state.
+        machine = hypothesis.seed(seed)(type("AutogradModel", (AutogradModel,), attributes))
+        base = settings(overrides or settings.default, stateful_step_count=rule.args.get("length", 50))
+
+        def test() -> None:
+            run_state_machine_as_test(machine, settings=base)
+
+        return test

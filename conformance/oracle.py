@@ -9,6 +9,7 @@ cross-check the table for smooth programs and serve as the reference for second 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -39,7 +40,10 @@ def _keep(g: Array, a: Array, dim: Any, keepdim: bool) -> Array:
 
 
 def _expand_shape(a: Array, shape: Any) -> tuple[int, ...]:
+    """torch's expand: -1 keeps the size of an existing dim; new dims lead and need a size."""
     lead = len(shape) - a.ndim
+    if lead < 0 or -1 in shape[:lead]:
+        raise ValueError(f"cannot expand size {list(a.shape)} to {list(shape)}")
     return tuple(a.shape[i - lead] if n == -1 else n for i, n in enumerate(shape))
 
 
@@ -99,12 +103,12 @@ def _tie(a: Array, b: Array) -> Array:
 
 
 def _softmax(a: Array, dim: int) -> Array:
-    e = np.exp(a - np.max(a, axis=dim, keepdims=True))
+    e = np.exp(a - np.max(a, axis=dim, keepdims=True, initial=-np.inf))  # initial: a size-0 dim has no max
     return e / np.sum(e, axis=dim, keepdims=True)
 
 
 def _log_softmax(a: Array, dim: int) -> Array:
-    shifted = a - np.max(a, axis=dim, keepdims=True)
+    shifted = a - np.max(a, axis=dim, keepdims=True, initial=-np.inf)
     return shifted - np.log(np.sum(np.exp(shifted), axis=dim, keepdims=True))
 
 
@@ -155,7 +159,9 @@ TABLE: dict[str, tuple[Callable[..., Any], tuple[Callable[..., Any] | None, ...]
         (lambda g, ans, a, dim=None, keepdim=False: np.broadcast_to(_keep(g, a, dim, keepdim), a.shape).copy(),),
     ),
     "mean": (
-        lambda a, dim=None, keepdim=False: np.mean(a, axis=_axes(a, dim), keepdims=keepdim),
+        lambda a, dim=None, keepdim=False: (  # sum / count: an empty mean is NaN without NumPy's warning
+            np.sum(a, axis=_axes(a, dim), keepdims=keepdim) / math.prod(a.shape[d] for d in _axes(a, dim))
+        ),
         (
             lambda g, ans, a, dim=None, keepdim=False: (
                 np.broadcast_to(_keep(g, a, dim, keepdim), a.shape) * (ans.size / max(a.size, 1))
@@ -164,7 +170,10 @@ TABLE: dict[str, tuple[Callable[..., Any], tuple[Callable[..., Any] | None, ...]
     ),
     "amax": (lambda a, dim=None, keepdim=False: np.amax(a, axis=_axes(a, dim), keepdims=keepdim), (_amax_vjp,)),
     "reshape": (lambda a, shape: np.reshape(a, tuple(shape)), (lambda g, ans, a, shape: g.reshape(a.shape),)),
-    "permute": (lambda a, dims: np.transpose(a, dims), (lambda g, ans, a, dims: np.transpose(g, np.argsort(dims)),)),
+    "permute": (
+        lambda a, dims: np.transpose(a, dims),
+        (lambda g, ans, a, dims: np.transpose(g, np.argsort(_axes(a, dims))),),  # negative dims normalized
+    ),
     "transpose": (lambda a, d0, d1: np.swapaxes(a, d0, d1), (lambda g, ans, a, d0, d1: np.swapaxes(g, d0, d1),)),
     "expand": (
         lambda a, shape: np.broadcast_to(a, _expand_shape(a, shape)).copy(),

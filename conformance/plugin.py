@@ -1,29 +1,33 @@
 """The pytest plugin: ``pytest conformance --backend=NAME``.
 
 Registered through the ``pytest11`` entry point, so it is active wherever the package is
-installed. It adds the options, registers the Hypothesis profiles, resolves the backend, loads
-the specs, prints the run header and generates one test per (rule, dtype).
+installed. It adds the options and checks every value before a test runs (a bad one is a usage
+error), registers the Hypothesis profiles, resolves and validates the backend, loads the specs,
+prints the run header, generates one test per (rule, dtype), and turns each rule's outcome
+(``conformance.runner``) into a pass, a skip (unsupported) or a failure with its repro.
+
+Isolation: by default the checks run in a pytest-xdist worker process (``-n 1`` when no ``-n`` is
+given) under a pytest-timeout limit, so an engine that crashes the process or hangs fails that one
+check, which the results collector records as ``crashed`` or ``timeout``, and the run goes on.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 import shlex
-from dataclasses import dataclass, field
+from collections.abc import Generator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import hypothesis
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 import conformance
-from conformance import backends, repro, specs
-from conformance.runner import RuleFailure, run_case
-from conformance.strategies import example_case
-from conformance.templates import TEMPLATES
+from conformance import adapter as protocol
+from conformance import backends, failures, repro, runner, specs
 
 _COMMON = {
     "deadline": None,
@@ -40,29 +44,19 @@ spec and backend versions. dev: random seeds, failures remembered. thorough: exp
 for _name, _values in PROFILES.items():
     settings.register_profile(f"conformance-{_name}", **_COMMON, **_values)
 
+DEFAULT_TIMEOUT = 120.0
+"""Seconds one (rule, dtype) check may take by default: far above any shipped engine's slowest check."""
+MAX_WORKER_RESTARTS = "100000"
+"""xdist stops restarting crashed workers after a cap (4 per worker by default), which would leave
+unrelated rules unrun: every crash is one check's failure, so the cap is effectively lifted."""
 STASH = pytest.StashKey["Run"]()
-OUTCOME = pytest.StashKey["Outcome"]()
+OUTCOME = pytest.StashKey[runner.Outcome]()
 """Set on each rule's test item: what the results file and the report record about it."""
 
 
 @dataclass
-class Outcome:
-    """Structured facts about one (rule, dtype) test beyond pytest's passed/failed/skipped."""
-
-    rule: specs.Rule
-    dtype: str
-    missing: list[str] = field(default_factory=list)
-    """Capabilities (or the device) the engine lacks: the rule is unsupported."""
-    failure: RuleFailure | None = None
-    repro_path: Path | None = None
-    replay: str = ""
-    examples: int = 0
-    """Cases run: explicit, generated and shrinking."""
-
-
-@dataclass
 class Run:
-    """What one conformance run is: backend, device, dtypes, rules, profile, seed."""
+    """What one conformance run is: backend, device, dtypes, rules, profile, seed, isolation."""
 
     adapter: Any
     device: str
@@ -73,71 +67,68 @@ class Run:
     seed: int | None
     repro_dir: Path
     args: str
+    isolated: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+    worker: str = "main"
+    """The xdist worker id: names this process's in-flight file."""
     hypothesis_settings: settings | None = None
     """Overrides the loaded profile (the suite's own tests use it)."""
 
-    def check(self, rule: specs.Rule, dtype: str, outcome: Outcome) -> None:
-        """Run one rule in one dtype through Hypothesis; fail with a repro on divergence."""
-        needs = [*rule.all_needs(), dtype]
-        outcome.missing = [n for n in needs if n not in self.adapter.capabilities and n != "float32"]
+    def check(self, rule: specs.Rule, dtype: str, stash: pytest.Stash | None = None) -> runner.Outcome:
+        """Run one rule in one dtype: skip when unsupported, fail with a repro on divergence.
+
+        The outcome goes on ``stash`` (the test item's) first, so the results collector finds it.
+        """
+        inflight = self.repro_dir / ".inflight" / f"{self.worker}.json" if self.isolated else None
+        if inflight is not None:
+            inflight.parent.mkdir(parents=True, exist_ok=True)
+        outcome = runner.check(
+            self.adapter, rule, dtype, self.device, self.seed, self.hypothesis_settings, inflight=inflight
+        )
+        if stash is not None:
+            stash[OUTCOME] = outcome
+        self.conclude(outcome)
+        return outcome
+
+    def conclude(self, outcome: runner.Outcome) -> None:
+        """Skip an unsupported rule; fail a diverging one, with its repro written."""
         if outcome.missing:
             pytest.skip(f"unsupported: {self.adapter.name} lacks {', '.join(outcome.missing)}")
-        if self.device not in self.adapter.devices():
-            outcome.missing = [f"device:{self.device}"]
-            pytest.skip(f"unsupported: device {self.device!r} is not available to {self.adapter.name} here")
-        template = TEMPLATES[rule.template]
-
-        def prop(case: Any) -> None:
-            outcome.examples += 1
-            run_case(self.adapter, rule, case, self.device)
-
-        # Every rule shares this inner function: key Hypothesis's database and seed per rule.
-        prop._hypothesis_internal_add_digest = f"{rule.id}/{dtype}".encode()  # type: ignore[attr-defined]
-        test = given(template.strategy(rule, [dtype]))(prop)
-        if self.hypothesis_settings is not None:
-            test = self.hypothesis_settings(test)
-        for raw in reversed(rule.examples):
-            test = example(template.example(rule, example_case(rule.given, raw, dtype)))(test)
-        test = hypothesis.seed(self.seed if self.seed is not None else rule_seed(rule, dtype))(test)
-        try:
-            test()
-        except RuleFailure as failure:
-            outcome.failure = failure
         if outcome.failure is not None:
-            outcome.replay = f"pytest {self.args} --dtypes={dtype} -k {shlex.quote(rule.id)}"
-            outcome.repro_path = repro.write(self.repro_dir, self.adapter, outcome.failure, self.device, outcome.replay)
-            pytest.fail(self.explain(outcome.failure, outcome.repro_path, outcome.replay), pytrace=False)
+            outcome.replay = self.replay(outcome.rule, outcome.dtype)
+            outcome.repro_path, outcome.repro = repro.write(
+                self.repro_dir, self.adapter, outcome.rule, outcome.failure, self.device, outcome.replay
+            )
+            pytest.fail(self.explain(outcome), pytrace=False)
 
-    def explain(self, failure: RuleFailure, path: Path, replay: str) -> str:
-        rule = failure.rule
-        seed = (
-            f"{rule_seed(rule, failure.case.dtype)} (the gate's, fixed per rule)"
-            if self.seed is None
-            else str(self.seed)
-        )
+    def replay(self, rule: specs.Rule, dtype: str) -> str:
+        return f"pytest {self.args} --dtypes={dtype} -k {shlex.quote(rule.id)}"
+
+    def seed_text(self, rule: specs.Rule, dtype: str) -> str:
+        if self.seed is None:
+            return f"{runner.rule_seed(rule, dtype)} (the gate's, fixed per rule)"
+        return str(self.seed)
+
+    def explain(self, outcome: runner.Outcome) -> str:
+        failure, rule = outcome.failure, outcome.rule
+        assert failure is not None
         return (
             f"rule {rule.id} [{rule.level}] failed on {self.adapter.name}\n"
             f"  statement: {rule.statement}\n"
             f"  diverged:  [{failure.kind}] {failure.detail}\n"
             f"  at line:   {failure.line}\n"
             f"  example:   {failure.case!r}\n"
-            f"  profile:   {self.profile}, seed {seed}\n"
-            f"  replay:    {replay}\n"
-            f"  repro:     python {path}  (engine alone)\n"
+            f"  profile:   {self.profile}, seed {self.seed_text(rule, outcome.dtype)}\n"
+            f"  replay:    {outcome.replay}\n"
+            f"  repro:     python {outcome.repro_path}  (engine alone)\n"
             f"---- script ----\n{failure.script}"
         )
-
-
-def rule_seed(rule: specs.Rule, dtype: str) -> int:
-    """The gate's seed for one rule: a digest of its id and dtype, so the cases it draws depend only on
-    the rule, the spec and Hypothesis, never on the suite's incidental source code."""
-    return int.from_bytes(hashlib.sha256(f"{rule.id}/{dtype}".encode()).digest()[:8], "big")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance", "autograd conformance")
     group.addoption("--backend", help="engine to test: a built-in name, an entry point, or module:Class")
-    group.addoption("--device", default="cpu", help="device to run on (default: cpu)")
+    group.addoption("--device", default="cpu", help="device to run on (default: cpu); one of the adapter's devices()")
     group.addoption("--dtypes", default="float32,float64", help="comma-separated dtypes (default: float32,float64)")
     group.addoption("--specs", action="append", type=Path, help="spec file or directory (default: the shipped specs)")
     group.addoption(
@@ -151,6 +142,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=Path,
         default=Path(".conformance/repro"),
         help="where reproduction scripts of failures are written",
+    )
+    group.addoption(
+        "--isolate",
+        default="process",
+        choices=("process", "none"),
+        help="process (default): checks run in pytest-xdist workers, so a crash or a hang fails one check; "
+        "none: in this process (for debugging; a crash or a hang then ends the run)",
+    )
+    group.addoption(
+        "--check-timeout",
+        default=str(DEFAULT_TIMEOUT),
+        help=f"seconds one (rule, dtype) check may take before it fails as timed out (default {DEFAULT_TIMEOUT:g})",
     )
 
 
@@ -171,6 +174,24 @@ def _targets_suite(config: pytest.Config) -> bool:
     return False
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config) -> Generator[None, Any, Any]:
+    """Before pytest-xdist reads its options: isolate the checks in a worker unless told otherwise."""
+    option = config.option
+    if (
+        not hasattr(config, "workerinput")  # a worker runs its checks itself
+        and getattr(option, "backend", None)
+        and option.isolate == "process"
+        and config.pluginmanager.hasplugin("xdist")
+        and not config.getoption("usepdb", False)
+    ):
+        if getattr(option, "numprocesses", None) is None:
+            option.numprocesses = 1
+        if getattr(option, "maxworkerrestart", None) is None:
+            option.maxworkerrestart = MAX_WORKER_RESTARTS
+    return (yield)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for level in specs.LEVELS:
         config.addinivalue_line("markers", f"{level}: rules of level {level}")
@@ -179,40 +200,78 @@ def pytest_configure(config: pytest.Config) -> None:
         if _targets_suite(config):
             raise _usage("pytest conformance needs --backend; available: " + ", ".join(sorted(backends.available())))
         return
+    run = _configure_run(config, name)
+    for area in sorted({r.area for r in run.rules}):
+        config.addinivalue_line("markers", f"{area}: rules of the {area} area")
+    failures.watch_interrupts()
+    config.stash[STASH] = run
+
+
+def _configure_run(config: pytest.Config, name: str) -> Run:
+    """Every option checked, and the adapter validated, before a test runs."""
     try:
         adapter = backends.resolve(name)
     except backends.UnknownBackend as exc:
         raise _usage(str(exc)) from exc
+    problems = protocol.validate(adapter)
+    if problems:
+        raise _usage(
+            f"backend {name!r} ({type(adapter).__qualname__}) breaks the adapter protocol:\n  " + "\n  ".join(problems)
+        )
     try:
         rules = specs.load(config.getoption("specs"))
     except (specs.SpecError, FileNotFoundError) as exc:
         raise _usage(f"invalid specs: {exc}") from exc
-    for area in sorted({r.area for r in rules}):
-        config.addinivalue_line("markers", f"{area}: rules of the {area} area")
+    if not rules:
+        raise _usage(f"--specs {config.getoption('specs')}: no rules found; nothing would be checked")
     dtypes = [d.strip() for d in config.getoption("dtypes").split(",") if d.strip()]
+    if not dtypes:
+        raise _usage(f"--dtypes is empty; known: {', '.join(specs.DTYPES)}")
     unknown = [d for d in dtypes if d not in specs.DTYPES]
     if unknown:
         raise _usage(f"unknown dtypes {unknown}; known: {', '.join(specs.DTYPES)}")
+    if not any(d == "float32" or d in adapter.capabilities for d in dtypes):
+        raise _usage(f"{adapter.name} has none of the dtypes {dtypes}: every rule would be unsupported")
+    device = config.getoption("device")
+    devices = list(adapter.devices())
+    if device not in devices:
+        raise _usage(f"--device {device!r} is not available to {adapter.name} here; available: {', '.join(devices)}")
+    try:
+        timeout = float(config.getoption("check_timeout"))
+    except ValueError:
+        timeout = -1.0
+    if not timeout >= 0:
+        raise _usage(
+            f"--check-timeout must be a number of seconds (0: no limit), got {config.getoption('check_timeout')!r}"
+        )
     profile = config.getoption("conformance_profile")
     if not config.getoption("hypothesis_profile", None):
         settings.load_profile(f"conformance-{profile}")
     seed = config.getoption("hypothesis_seed", None)
-    if seed is None and profile != "gate":
+    if seed is not None:
+        try:
+            seed = int(seed)
+        except ValueError:
+            raise _usage(f"--hypothesis-seed must be an integer, got {seed!r}") from None
+    elif profile != "gate":
         worker = getattr(config, "workerinput", {})
         seed = worker.get("conformance_seed", random.randrange(2**32))
-    args = f"conformance --backend={name} --device={config.getoption('device')} --conformance-profile={profile}"
+    args = f"conformance --backend={name} --device={device} --conformance-profile={profile}"
     if seed is not None:
         args += f" --hypothesis-seed={seed}"
-    config.stash[STASH] = Run(
+    return Run(
         adapter=adapter,
-        device=config.getoption("device"),
+        device=device,
         dtypes=dtypes,
         rules=rules,
         spec_version=specs.spec_version(config.getoption("specs")),
         profile=profile,
-        seed=None if seed is None else int(seed),
+        seed=seed,
         repro_dir=config.getoption("repro_dir"),
         args=args,
+        isolated=hasattr(config, "workerinput") or bool(getattr(config.option, "numprocesses", 0)),
+        timeout=timeout,
+        worker=getattr(config, "workerinput", {}).get("workerid", "main"),
     )
 
 
@@ -229,11 +288,17 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if run is None:
         return []
     seed = "fixed per rule (gate)" if run.seed is None else f"{run.seed} (replay with --hypothesis-seed={run.seed})"
+    isolation = (
+        f"each check in a worker process, {run.timeout:g} s limit"
+        if run.isolated
+        else "none (a crash or a hang ends the run)"
+    )
     return [
         f"conformance {conformance.__version__}: backend {run.adapter.name} {run.adapter.engine_version()}, "
         f"device {run.device}, dtypes {','.join(run.dtypes)}",
         f"conformance: {len(run.rules)} rules, spec version {run.spec_version}, "
         f"profile {run.profile} (hypothesis {hypothesis.__version__}), seed {seed}",
+        f"conformance: isolation: {isolation}",
     ]
 
 
@@ -257,13 +322,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(("rule", "dtype"), params)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each check under a pytest-timeout limit; the thread method also ends a hang in native code."""
+    run = config.stash.get(STASH, None)
+    if run is None or not run.timeout:
+        return
+    for item in items:
+        if "rule" in getattr(getattr(item, "callspec", None), "params", {}):
+            item.add_marker(pytest.mark.timeout(run.timeout, method="thread"))
+
+
 @pytest.fixture
 def conformance_run(request: pytest.FixtureRequest) -> Run:
     return request.config.stash[STASH]
-
-
-@pytest.fixture
-def outcome(request: pytest.FixtureRequest, rule: specs.Rule, dtype: str) -> Outcome:
-    """Where the test records its structured outcome, on the item's stash."""
-    request.node.stash[OUTCOME] = Outcome(rule, dtype)
-    return request.node.stash[OUTCOME]

@@ -13,17 +13,21 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from conformance import oracle
+from conformance.literal import literal
+from conformance.specs import Rule, SpecError
 from conformance.strategies import representable, values
-from conformance.templates import literal
 
 KINDS = ("grad", "const", "detached", "no_grad")
 """How a leaf is made; only "grad" leaves receive a gradient."""
+KIND_NEEDS = {"detached": "detach", "no_grad": "no_grad"}
+"""The capability a leaf kind needs; "grad" and "const" leaves are plain tensors (a functional engine has them)."""
 UNARY = ("exp", "tanh", "sigmoid", "sin")
 BINARY = ("add", "sub", "mul", "div")
 SHAPED = ("sum", "mean", "reshape", "transpose", "broadcast_to", "matmul")
@@ -193,3 +197,65 @@ def cotangents(program: Program, dtype: str) -> st.SearchStrategy[np.ndarray]:
     """An upstream gradient of the program's output shape."""
     shape = np.shape(oracle.value(program.expression, **program.arrays))
     return values(shape, dtype, "real") if math.prod(shape) else st.just(np.zeros(shape))
+
+
+@dataclass(frozen=True)
+class ProgramCase:
+    """One drawn program with its upstream gradient (and, at second order, the pairing weights)."""
+
+    dtype: str
+    program: Program
+    upstream: np.ndarray
+    weights: dict[str, np.ndarray] | None = None
+
+    def __repr__(self) -> str:
+        leaves = ", ".join(f"{leaf.name}: {leaf.kind} {leaf.array.shape}" for leaf in self.program.leaves)
+        return f"ProgramCase(dtype={self.dtype!r}, output={self.program.expression}, leaves=({leaves}))"
+
+
+@st.composite
+def program_cases(draw: st.DrawFn, dtype: str, kinds: tuple[str, ...], order: int) -> ProgramCase:
+    """A program, its upstream gradient and, at second order, a weight per leaf to pair the gradients with."""
+    program = draw(programs(dtype, kinds))
+    upstream = draw(cotangents(program, dtype), label="upstream")
+    if order == 1:
+        return ProgramCase(dtype, program, upstream)
+    weights = {n: draw(values(program.arrays[n].shape, dtype, "real"), label=f"v_{n}") for n in program.wrt}
+    return ProgramCase(dtype, program, upstream, weights)
+
+
+class ProgramTemplate:
+    """The ``program`` template: random programs, checked at first (``order = 1``, through ``backward``:
+    every leaf's .grad) or second order (``order = 2``, nested ``vjp`` against finite differences)."""
+
+    fields = {"order": True, "leaves": False}
+    code_field = "order"
+
+    def needs(self, rule: Rule) -> list[str]:
+        first = ["stateful"] if rule.args["order"] == 1 else ["higher_order"]
+        return [*first, *(KIND_NEEDS[k] for k in self._kinds(rule) if k in KIND_NEEDS)]
+
+    def ops(self, rule: Rule) -> frozenset[str]:
+        return frozenset({*UNARY, *BINARY, *SHAPED, "tanh"})
+
+    def validate(self, rule: Rule) -> None:
+        if rule.args["order"] not in (1, 2):
+            raise SpecError(rule.path, rule.id, "order", "must be 1 (backward) or 2 (nested vjp)")
+        kinds = rule.args.get("leaves", list(KINDS))
+        if not (isinstance(kinds, list) and "grad" in kinds and set(kinds) <= set(KINDS)):
+            raise SpecError(rule.path, rule.id, "leaves", f"must list kinds from {KINDS}, 'grad' among them")
+
+    def _kinds(self, rule: Rule) -> tuple[str, ...]:
+        return tuple(rule.args.get("leaves", KINDS))
+
+    def strategy(self, rule: Rule, dtypes: list[str]) -> st.SearchStrategy[ProgramCase]:
+        kinds, order = self._kinds(rule), rule.args["order"]
+        return st.sampled_from(dtypes).flatmap(lambda dtype: program_cases(dtype, kinds, order))
+
+    def example(self, rule: Rule, case: Any) -> Any:
+        return case
+
+    def script(self, rule: Rule, case: ProgramCase) -> str:
+        if case.weights is None:
+            return case.program.backward_script(case.upstream)
+        return case.program.gradgrad_script(case.upstream, case.weights)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import inspect
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from conformance import runtime
-from conformance.runner import RuleFailure
+from conformance.failures import CheckFailure
+from conformance.specs import Rule
 
 _IMPORT = re.compile(r"^(?:from ([\w.]+) import .*|import ([\w.]+).*)$")
 
@@ -48,12 +49,31 @@ def adapter_source(adapter: Any) -> str:
     return text
 
 
-def script(adapter: Any, failure: RuleFailure, device: str, replay: str) -> str:
-    rule, case = failure.rule, failure.case
-    header = (
+class Repro(NamedTuple):
+    """A reproduction script in three parts; its text is their concatenation."""
+
+    head: str
+    """The docstring: rule, statement, case, failure, how to run it."""
+    library: str
+    """The inlined runtime and adapter source: the same for every repro of one engine."""
+    script: str
+    """The engine set up, then the check's script on the shrunk case."""
+
+    @property
+    def text(self) -> str:
+        return self.head + self.library + self.script
+
+
+def library(adapter: Any) -> str:
+    """The part of a repro shared by every failure of one engine."""
+    return f"# ---- inlined from {runtime.__name__} ----\n{_inline(runtime, set())}\n" + adapter_source(adapter)
+
+
+def parts(adapter: Any, rule: Rule, failure: CheckFailure, device: str, replay: str) -> Repro:
+    head = (
         f'"""Reproduces a failure of rule {rule.id} on backend {adapter.name} ({adapter.engine_version()}).\n\n'
         f"Statement: {rule.statement}\n"
-        f"Case: {case!r}\n"
+        f"Case: {failure.case!r}\n"
         f"Failure: [{failure.kind}] {failure.detail}\n"
         f"Failing line: {failure.line}\n\n"
         f"Run it with `python THIS_FILE`: it needs NumPy and the engine, not the suite.\n"
@@ -61,21 +81,23 @@ def script(adapter: Any, failure: RuleFailure, device: str, replay: str) -> str:
         '"""\n\nfrom __future__ import annotations\n\n'
     )
     setup = (
-        f"globals().update(bind({type(adapter).__name__}(), {case.dtype!r}, {device!r}, {dict(rule.tolerances)!r}))\n"
+        f"globals().update(bind({type(adapter).__name__}(), {failure.dtype!r}, {device!r}, {failure.tolerances!r}))\n"
     )
-    return (
-        header
-        + f"# ---- inlined from {runtime.__name__} ----\n{_inline(runtime, set())}\n"
-        + adapter_source(adapter)
-        + "# ---- the rule's script, on the shrunk case ----\n"
+    script = (
+        "# ---- the check's script, on the shrunk case ----\n"
         + setup
         + failure.script
         + 'print("no failure: the rule held on this case")\n'
     )
+    return Repro(head, library(adapter), script)
 
 
-def write(directory: Path, adapter: Any, failure: RuleFailure, device: str, replay: str) -> Path:
+def write(
+    directory: Path, adapter: Any, rule: Rule, failure: CheckFailure, device: str, replay: str
+) -> tuple[Path, Repro]:
+    """Write the repro of ``failure`` under ``directory``; its path and its parts."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{failure.rule.id}-{failure.case.dtype}.py"
-    path.write_text(script(adapter, failure, device, replay), encoding="utf-8")
-    return path
+    path = directory / f"{rule.id}-{failure.dtype}.py"
+    repro = parts(adapter, rule, failure, device, replay)
+    path.write_text(repro.text, encoding="utf-8")
+    return path, repro

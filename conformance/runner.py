@@ -1,51 +1,161 @@
-"""Running one case of one rule against an adapter, and explaining a failure."""
+"""Running one rule in one dtype against an adapter: the single path from a rule to its outcome.
+
+``missing`` says why a rule cannot run on an engine (a capability, an op, the device); ``check``
+assembles the Hypothesis test (the template's strategy, the rule's explicit examples, the seed and
+settings), runs it, and returns an ``Outcome`` carrying the shrunk failure, the number of cases
+and the script of the rule's first explicit example. The pytest plugin turns an outcome into a
+skip or a failure; the results collector records it.
+"""
 
 from __future__ import annotations
 
-import sys
-import traceback
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import hypothesis
+from hypothesis import example, given, settings
+
 from conformance import runtime
-from conformance.runtime import ConformanceFailure
+from conformance.failures import CheckFailure, execute
+from conformance.model import ModelTemplate
 from conformance.specs import Rule
-from conformance.strategies import Case
-from conformance.templates import TEMPLATES
+from conformance.strategies import example_case
+from conformance.templates import TEMPLATES, Template
 
 
-class RuleFailure(AssertionError):
-    """A rule's check diverged, or the engine raised where the rule expected none.
+@dataclass
+class Outcome:
+    """What one (rule, dtype) check found, beyond pytest's passed/failed/skipped."""
 
-    Carries what a report needs: the kind of divergence, the failing script line, the script.
+    rule: Rule
+    dtype: str
+    missing: list[str] = field(default_factory=list)
+    """Capabilities, ops (``op:NAME``) or the device the engine lacks: the rule is unsupported."""
+    failure: CheckFailure | None = None
+    examples: int = 0
+    """Cases run: explicit, generated and shrinking."""
+    example_script: str | None = None
+    """The script of the rule's first explicit example, as it ran."""
+    repro_path: Path | None = None
+    repro: Any = None
+    """The repro's parts (``conformance.repro.Repro``), set with ``repro_path`` when the check failed."""
+    replay: str = ""
+
+
+def rule_seed(rule: Rule, dtype: str) -> int:
+    """The gate's seed for one rule: a digest of its id and dtype, so the cases it draws depend only on
+    the rule, the spec and Hypothesis, never on the suite's incidental source code."""
+    return int.from_bytes(hashlib.sha256(f"{rule.id}/{dtype}".encode()).digest()[:8], "big")
+
+
+def missing(adapter: Any, rule: Rule, dtype: str, device: str) -> list[str]:
+    """Why ``adapter`` cannot run ``rule`` in ``dtype`` on ``device``; empty when it can."""
+    needs = [*rule.all_needs(), dtype]
+    lacks = [n for n in needs if n not in adapter.capabilities and n != "float32"]
+    ops = adapter.ops
+    lacks += [f"op:{name}" for name in sorted(TEMPLATES[rule.template].ops(rule)) if not hasattr(ops, name)]
+    if device not in adapter.devices():
+        lacks.append(f"device:{device}")
+    return lacks
+
+
+class InFlight:
+    """The case a check is running, written down before it runs: if the engine crashes the process
+    or hangs, the controller still knows the script that did it and can write its repro."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def write(self, rule: Rule, dtype: str, case: Any, script: str) -> None:
+        if self.path is not None:
+            record = {"rule": rule.id, "dtype": dtype, "case": repr(case), "script": script}
+            self.path.write_text(json.dumps(record), encoding="utf-8")
+
+
+def check(
+    adapter: Any,
+    rule: Rule,
+    dtype: str,
+    device: str,
+    seed: int | None = None,
+    overrides: settings | None = None,
+    inflight: Path | None = None,
+) -> Outcome:
+    """Run ``rule`` in ``dtype`` through Hypothesis; the outcome holds the shrunk failure, if any.
+
+    ``seed`` None is the gate's seed, fixed per rule; ``overrides`` replaces the loaded profile.
     """
+    outcome = Outcome(rule, dtype, missing=missing(adapter, rule, dtype, device))
+    template = TEMPLATES[rule.template]
+    if outcome.missing:
+        return outcome
+    tolerances = dict(rule.tolerances)
+    where = InFlight(inflight)
+    seed = seed if seed is not None else rule_seed(rule, dtype)
+    if isinstance(template, ModelTemplate):
 
-    def __init__(self, rule: Rule, case: Case, kind: str, message: str, line: str, script: str) -> None:
-        super().__init__(f"[{kind}] {message}\n  at: {line}")
-        self.rule, self.case, self.kind, self.detail, self.line, self.script = rule, case, kind, message, line, script
+        def progress(script: str | None) -> None:
+            if script is None:
+                outcome.examples += 1
+            else:
+                where.write(rule, dtype, f"{script.count(chr(10))} steps", script)
 
-
-def script_for(rule: Rule, case: Case) -> str:
-    return TEMPLATES[rule.template].script(rule, case)
-
-
-def run_case(adapter: Any, rule: Rule, case: Case, device: str) -> None:
-    """Run one case; raise ``RuleFailure`` if the engine breaks the rule."""
-    script = script_for(rule, case)
-    namespace = runtime.bind(adapter, case.dtype, device, dict(rule.tolerances))
-    filename = f"<rule {rule.id}>"
+        test = template.test(adapter, rule, dtype, device, seed, overrides, progress)
+    else:
+        test = _property(adapter, rule, dtype, device, template, outcome, where, tolerances)
+        if overrides is not None:
+            test = overrides(test)
+        test = hypothesis.seed(seed)(test)
     try:
-        exec(compile(script, filename, "exec"), namespace)
-    except ConformanceFailure as exc:
-        raise RuleFailure(rule, case, exc.kind, exc.detail, _failing_line(script, filename), script) from exc
-    except Exception as exc:  # the engine misbehaved: this rule fails, the run goes on
-        message = f"{type(exc).__name__}: {exc}"
-        raise RuleFailure(rule, case, "unexpected_error", message, _failing_line(script, filename), script) from exc
+        test()
+    except CheckFailure as failure:
+        failure.tolerances = tolerances
+        outcome.failure = failure
+    return outcome
 
 
-def _failing_line(script: str, filename: str) -> str:
-    """The script line the exception passed through last (checks are one line each)."""
-    lines = script.splitlines()
-    for frame in reversed(traceback.extract_tb(sys.exc_info()[2])):
-        if frame.filename == filename and frame.lineno and frame.lineno <= len(lines):
-            return lines[frame.lineno - 1].strip()
-    return "?"
+def _property(
+    adapter: Any,
+    rule: Rule,
+    dtype: str,
+    device: str,
+    template: Template,
+    outcome: Outcome,
+    where: InFlight,
+    tolerances: dict[str, tuple[float, float]],
+) -> Callable[[], None]:
+    """The Hypothesis test of a rule whose template draws cases and writes one script per case."""
+    explicit = [template.example(rule, example_case(rule.given, raw, dtype)) for raw in rule.examples]
+    first = explicit[0] if explicit else None
+    filename = f"<rule {rule.id}>"
+
+    def prop(case: Any) -> None:
+        outcome.examples += 1
+        script = template.script(rule, case)
+        if case is first:
+            outcome.example_script = script
+        where.write(rule, dtype, case, script)
+        namespace = runtime.bind(adapter, dtype, device, tolerances)
+        execute(script, namespace, filename, case, dtype)
+
+    # Every rule shares this inner function: key Hypothesis's database per rule.
+    prop._hypothesis_internal_add_digest = f"{rule.id}/{dtype}".encode()  # type: ignore[attr-defined]
+    test = given(template.strategy(rule, [dtype]))(prop)
+    for case in reversed(explicit):
+        test = example(case)(test)
+    return test
+
+
+def example_script(rule: Rule, dtype: str) -> str | None:
+    """The script of the rule's first explicit example, for a rule that did not run (unsupported)."""
+    if not rule.examples or isinstance(TEMPLATES[rule.template], ModelTemplate):
+        return None
+    template = TEMPLATES[rule.template]
+    try:
+        return template.script(rule, template.example(rule, example_case(rule.given, rule.examples[0], dtype)))
+    except Exception as exc:  # the rule's own check reports this; the results must still be written
+        return f"# the example's script could not be built: {type(exc).__name__}: {exc}"

@@ -38,6 +38,7 @@ class ConformanceFailure(AssertionError):
         "missing_error",
         "wrong_error",
         "unexpected_error",
+        "adapter",
     )
 
     def __init__(self, kind: str, message: str) -> None:
@@ -46,9 +47,47 @@ class ConformanceFailure(AssertionError):
         self.detail = message
 
 
+class AdapterMistake(ConformanceFailure):
+    """The adapter broke the protocol (a value of the wrong type or shape crossed it): not the engine's fault."""
+
+    def __init__(self, method: str, message: str) -> None:
+        super().__init__("adapter", f"the adapter's {method}() {message}")
+
+
 def _raised_matches(exc: BaseException, spec: Any) -> bool:
     types, pattern = spec
     return isinstance(exc, types) and (pattern is None or re.search(pattern, str(exc)) is not None)
+
+
+class Boundary:
+    """The adapter's ``numpy`` and ``vjp`` with what crosses them checked, where that is cheap.
+
+    A ``numpy()`` that returns a list or an array of another shape, or a ``vjp`` that returns too few
+    gradients, is the adapter's mistake: it must not pass for (or be blamed on) the engine.
+    """
+
+    def __init__(self, adapter: Any) -> None:
+        self.adapter = adapter
+
+    def numpy(self, t: Any) -> np.ndarray:
+        got = self.adapter.numpy(t)
+        if not isinstance(got, np.ndarray):
+            raise AdapterMistake("numpy", f"returned a {type(got).__name__}, not a numpy.ndarray")
+        shape = tuple(self.adapter.shape(t))
+        if got.shape != shape:
+            raise AdapterMistake("numpy", f"returned an array of shape {got.shape} for a tensor of shape {shape}")
+        dtype = self.adapter.dtype(t)
+        if dtype != "bfloat16" and got.dtype.name != dtype:  # NumPy has no bfloat16
+            raise AdapterMistake("numpy", f"returned a {got.dtype.name} array for a {dtype} tensor")
+        return got
+
+    def vjp(self, fn: Any, primals: Any, cotangent: Any) -> tuple[Any, Any]:
+        result = self.adapter.vjp(fn, primals, cotangent)
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise AdapterMistake("vjp", f"returned {type(result).__name__}, not a pair (output, gradients)")
+        if len(result[1]) != len(primals):
+            raise AdapterMistake("vjp", f"returned {len(result[1])} gradients for {len(primals)} primals")
+        return result
 
 
 class Checks:
@@ -56,6 +95,7 @@ class Checks:
 
     def __init__(self, adapter: Any, dtype: str, tolerances: dict[str, tuple[float, float]]) -> None:
         self.adapter = adapter
+        self.boundary = Boundary(adapter)
         self.dtype = dtype
         self.tolerances = {**DEFAULT_TOLERANCES, **tolerances}
 
@@ -71,7 +111,7 @@ class Checks:
         got_shape = tuple(self.adapter.shape(actual))
         if got_shape != expected.shape:
             raise ConformanceFailure("shape", f"shape is {got_shape}, expected {expected.shape}")
-        got = np.asarray(self.adapter.numpy(actual), dtype=np.float64)
+        got = np.asarray(self.boundary.numpy(actual), dtype=np.float64)
         rtol, atol = self.tolerances[want_dtype]
         if not np.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True):
             with np.errstate(invalid="ignore"):
@@ -94,7 +134,7 @@ class Checks:
         """``t.grad`` is None."""
         grad = self.adapter.grad_of(t)
         if grad is not None:
-            raise ConformanceFailure("unexpected_grad", f".grad is {self.adapter.numpy(grad)!r}, expected None")
+            raise ConformanceFailure("unexpected_grad", f".grad is {self.boundary.numpy(grad)!r}, expected None")
 
     def expect_none(self, value: Any) -> None:
         if value is not None:
@@ -127,6 +167,26 @@ class Checks:
                 ) from exc
         else:
             raise ConformanceFailure("missing_error", f"expected {meaning}, nothing was raised")
+
+    @contextmanager
+    def raises_one_of(self, meanings: list[str], required: bool = True) -> Iterator[list[str]]:
+        """A block that must (or, with ``required=False``, may) raise one of ``meanings``.
+
+        Yields a list that receives the meaning raised, so a caller (the stateful model) learns what happened.
+        """
+        raised: list[str] = []
+        try:
+            yield raised
+        except Exception as exc:  # the engine's own exception, whatever its type
+            errors = self.adapter.errors
+            matched = [m for m in meanings if m in errors and _raised_matches(exc, errors[m])]
+            if not matched:
+                detail = f"expected one of {meanings}, got {type(exc).__name__}: {exc}"
+                raise ConformanceFailure("wrong_error", detail) from exc
+            raised.append(matched[0])
+        else:
+            if required:
+                raise ConformanceFailure("missing_error", f"expected one of {meanings}, nothing was raised")
 
 
 STATEFUL = (
@@ -167,6 +227,7 @@ CHECKS = (
     "expect_equal",
     "expect_shape",
     "raises",
+    "raises_one_of",
 )
 
 
@@ -184,6 +245,7 @@ def bind(
     namespace.update({n: getattr(adapter.ops, n) for n in dir(adapter.ops) if not n.startswith("_")})
     namespace.update({name: getattr(adapter, name) for name in STATEFUL if hasattr(adapter, name)})
     namespace.update({name: getattr(checks, name) for name in CHECKS})
+    namespace.update(numpy=checks.boundary.numpy, vjp=checks.boundary.vjp)
     namespace["tensor"] = tensor
     namespace["in_thread"] = in_thread
     return namespace

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance import language
-from conformance.adapter import CAPABILITIES
+from conformance import language, oracle
+from conformance.adapter import CAPABILITIES, OPS
 
 LEVELS = ("required", "recommended", "extension")
 DTYPES = ("float16", "bfloat16", "float32", "float64")
-SHAPE_KINDS = ("same", "independent", "broadcastable", "incompatible", "matmul", "expand", "scalar", "fixed")
+SHAPE_KINDS = (
+    "same", "independent", "broadcastable", "incompatible", "matmul", "expand", "reducible", "scalar", "fixed",
+)  # fmt: skip
 DOMAINS = {"real": (-2.0, 2.0), "positive": (0.25, 2.0), "unit": (-0.875, 0.875), "nonzero": (0.25, 2.0)}
 """name -> (low, high). ``nonzero`` draws a magnitude in that range and a random sign."""
 
@@ -29,8 +31,14 @@ _COMMON = {
     "id", "area", "level", "statement", "template", "references", "needs", "dtypes", "tolerance",
     "given", "examples",
 }  # fmt: skip
-_GIVEN = {"names", "shapes", "min_dims", "max_dims", "min_side", "max_side", "max_size", "domain", "like", "fixed"}
+_GIVEN = {
+    "names", "shapes", "min_dims", "max_dims", "min_side", "max_side", "max_size", "domain", "like", "fixed",
+    "kinks",
+}  # fmt: skip
 _EXAMPLE = {"shapes", "values", "upstream", "result"}
+_FILE = {"area", "rule", "tolerance", "given", "op", "second_order"}
+_OP = {"name", "level", "differentiable", "promise", "references", "given", "examples", "tolerance", "forms"}
+_FORM = {"program", "given", "examples", "wrt"}
 
 
 class SpecError(ValueError):
@@ -60,6 +68,9 @@ class Given:
     domain: Mapping[str, str] = field(default_factory=dict)
     like: Mapping[str, str] = field(default_factory=dict)
     fixed: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    kinks: str | None = None
+    """An oracle expression over the drawn arrays whose zeros are where the rule's program is not
+    differentiable; drawn cases put every element of it at least ``KINK_MARGIN`` from zero."""
 
     def domain_of(self, name: str) -> str:
         return self.domain.get(name, self.domain.get("*", "real"))
@@ -122,6 +133,9 @@ def _given(raw: Any, path: Path, rid: str) -> Given:
             ok = isinstance(raw[key], int) and not isinstance(raw[key], bool) and raw[key] >= 0
             _expect(ok, path, rid, f"given.{key}", f"must be a non-negative integer, got {raw[key]!r}")
             ints[key] = raw[key]
+    for low, high in (("min_dims", "max_dims"), ("min_side", "max_side")):
+        lo, hi = ints.get(low, getattr(Given, low)), ints.get(high, getattr(Given, high))
+        _expect(lo <= hi, path, rid, f"given.{low}", f"{low} = {lo} exceeds {high} = {hi}")
     domain = raw.get("domain", {})
     domain = {"*": domain} if isinstance(domain, str) else domain
     _expect(isinstance(domain, dict), path, rid, "given.domain", "must be a string or a table")
@@ -139,17 +153,26 @@ def _given(raw: Any, path: Path, rid: str) -> Given:
         _expect(not missing, path, rid, "given.fixed", f"no shape for {missing}")
     if kind in ("matmul", "incompatible"):
         _expect(len(names) == 2, path, rid, "given.names", f"shapes = {kind!r} draws exactly two names")
+    kinks = raw.get("kinks")
+    if kinks is not None:
+        _expect(isinstance(kinks, str), path, rid, "given.kinks", "must be an oracle expression")
+        known = {*oracle.NAMESPACE, "RESULT", *(n.upper() for n in [*names, *like])}
+        try:
+            language.compile_expression(kinks, frozenset(known))
+        except language.LanguageError as exc:
+            raise SpecError(path, rid, "given.kinks", str(exc)) from exc
     return Given(
         names=names,
         shapes=kind,
         domain=domain,
         like=like,
         fixed={k: tuple(v) for k, v in fixed.items()},
+        kinks=kinks,
         **ints,
     )
 
 
-def _tolerances(raw: Any, path: Path, rid: str) -> dict[str, tuple[float, float]]:
+def _tolerances(raw: Any, path: Path, rid: str | None) -> dict[str, tuple[float, float]]:
     _expect(isinstance(raw, dict), path, rid, "tolerance", "must be a table of dtype = {rtol, atol}")
     out = {}
     for dtype, tol in raw.items():
@@ -163,8 +186,14 @@ def _tolerances(raw: Any, path: Path, rid: str) -> dict[str, tuple[float, float]
     return out
 
 
-def parse_rule(raw: Any, path: Path, default_area: str | None) -> Rule:
-    """Validate one ``[[rule]]`` table."""
+def parse_rule(
+    raw: Any,
+    path: Path,
+    default_area: str | None,
+    default_tolerances: Mapping[str, tuple[float, float]] | None = None,
+    default_given: Mapping[str, Any] | None = None,
+) -> Rule:
+    """Validate one ``[[rule]]`` table; the file's defaults fill what the rule leaves out (per dtype, per field)."""
     from conformance.templates import TEMPLATES
 
     _expect(isinstance(raw, dict), path, None, "rule", "each [[rule]] must be a table")
@@ -215,10 +244,10 @@ def parse_rule(raw: Any, path: Path, default_area: str | None) -> Rule:
         statement=" ".join(statement.split()),
         template=template,
         args=args,
-        given=_given(raw.get("given", {}), path, rid),
+        given=_given(_merged(default_given, raw.get("given", {})), path, rid),
         examples=tuple(examples),
         dtypes=dtypes,
-        tolerances=_tolerances(raw.get("tolerance", {}), path, rid),
+        tolerances={**(default_tolerances or {}), **_tolerances(raw.get("tolerance", {}), path, rid)},
         needs=needs,
         references=_str_list(raw.get("references", []), path, rid, "references"),
         path=str(path),
@@ -232,16 +261,102 @@ def parse_rule(raw: Any, path: Path, default_area: str | None) -> Rule:
     return rule
 
 
+def _merged(default: Mapping[str, Any] | None, own: Any) -> Any:
+    """``own`` over ``default``, field by field (``own`` as is when it is not a table, for the error)."""
+    return {**(default or {}), **own} if isinstance(own, dict) else own
+
+
 def load_file(path: Path) -> list[Rule]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(path, None, None, f"not valid TOML: {exc}") from exc
-    unknown = set(data) - {"area", "rule"}
-    _expect(not unknown, path, None, min(unknown or {""}), "unknown top-level key; expected 'area' and [[rule]]")
+    unknown = set(data) - _FILE
+    _expect(not unknown, path, None, min(unknown or {""}), f"unknown top-level key; known: {sorted(_FILE)}")
     rules = data.get("rule", [])
     _expect(isinstance(rules, list), path, None, "rule", "must be an array of tables ([[rule]])")
-    return [parse_rule(raw, path, data.get("area")) for raw in rules]
+    ops = data.get("op", [])
+    _expect(isinstance(ops, list), path, None, "op", "must be an array of tables ([[op]])")
+    given = data.get("given", {})
+    _expect(isinstance(given, dict), path, None, "given", "must be a table")
+    second = data.get("second_order", {})
+    _expect(isinstance(second, dict) and set(second) <= {"tolerance"}, path, None, "second_order", "takes tolerance")
+    tolerances = _tolerances(data.get("tolerance", {}), path, None)
+    area = data.get("area")
+    raws = [*rules, *(r for op in ops for r in expand_op(op, path, str(area), second.get("tolerance", {})))]
+    return [parse_rule(raw, path, area, tolerances, given) for raw in raws]
+
+
+def expand_op(op: Any, path: Path, area: str, second_order_tolerance: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The rules of one ``[[op]]`` entry: per argument form, ``<area>.<op>.<form>.vjp`` and ``.vjp2``
+    (first and second order through the functional core), or ``.no-grad`` for an op that promises
+    outputs that never require grad. The op's ``given``, ``examples`` and ``tolerance`` are each
+    form's defaults."""
+    _expect(isinstance(op, dict), path, None, "op", "each [[op]] must be a table")
+    name = op.get("name")
+    _expect(name in OPS, path, f"op {name}", "name", f"not in the op catalog; known: {sorted(OPS)}")
+    where = f"op {name}"
+    _expect(not set(op) - _OP, path, where, min(set(op) - _OP or {""}), f"unknown field; known: {sorted(_OP)}")
+    forms = op.get("forms")
+    _expect(isinstance(forms, dict) and bool(forms), path, where, "forms", "must be a table of form = program")
+    rules = []
+    for form, raw in forms.items():
+        raw = {"program": raw} if isinstance(raw, str) else raw
+        ok = isinstance(raw, dict) and isinstance(raw.get("program"), str) and not set(raw) - _FORM
+        _expect(ok, path, where, f"forms.{form}", f"a program, or a table with keys from {sorted(_FORM)}")
+        given = _merged(op.get("given", {}), raw.get("given", {}))
+        common = {
+            "level": op.get("level", "required"),
+            "references": [f"catalog: {OPS[name]}", *op.get("references", [])],
+            "given": given,
+            "examples": raw.get("examples", op.get("examples", [])),
+            "program": raw["program"],
+        }
+        what = f"{name} as {raw['program']}" + (f" ({op['promise']})" if "promise" in op else "")
+        prefix = f"{area}.{name}.{form}"
+        if not op.get("differentiable", True):
+            rules.append(_no_grad_rule(f"{prefix}.no-grad", what, common))
+            continue
+        wrt = raw.get("wrt", given.get("names", ["x"]))
+        weights = {n: f"{n}_w" for n in wrt} if isinstance(wrt, list) else {}
+        like = {**given.get("like", {}), **{w: n for n, w in weights.items()}}
+        tolerance = {**second_order_tolerance, **op.get("tolerance", {})}
+        rules += [
+            {
+                **common,
+                "id": f"{prefix}.vjp",
+                "statement": f"{what}: its vjp equals the float64 reference VJP.",
+                "template": "gradient",
+                "via": "vjp",
+                "tolerance": op.get("tolerance", {}),
+                **({"wrt": wrt} if "wrt" in raw else {}),
+            },
+            {
+                **common,
+                "id": f"{prefix}.vjp2",
+                "statement": f"{what}: the nested vjp of <vjp(fn, x; u), w> in x and u matches finite differences"
+                " of the reference VJP.",
+                "template": "second_order",
+                "weights": weights,
+                "given": {**given, "like": like},
+                "tolerance": tolerance,
+            },
+        ]
+    return rules
+
+
+def _no_grad_rule(rid: str, what: str, common: dict[str, Any]) -> dict[str, Any]:
+    """An op whose output never requires grad, even from inputs that do (stateful engines)."""
+    names = common["given"].get("names", ["x"]) if isinstance(common["given"], dict) else ["x"]
+    leaves = "".join(f"{n} = tensor({n.upper()}, requires_grad=True)\n" for n in names)
+    return {
+        **{k: v for k, v in common.items() if k != "program"},
+        "id": rid,
+        "statement": f"{what}: its output never requires grad, even when its inputs do.",
+        "template": "scenario",
+        "needs": ["stateful"],
+        "steps": f"{leaves}expect_equal(requires_grad({common['program']}), False)\n",
+    }
 
 
 def default_specs_dir() -> Path:

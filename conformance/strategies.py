@@ -14,13 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from hypothesis import assume
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from conformance import language, oracle
 from conformance.specs import DOMAINS, Given
 
 Shape = tuple[int, ...]
 _WIDTH = {"float16": 16, "bfloat16": 32, "float32": 32, "float64": 64}
+KINK_MARGIN = 1e-3
+"""How far from a kink (``Given.kinks``) drawn values stay: well beyond a finite-difference step."""
 
 
 @dataclass(frozen=True)
@@ -91,11 +95,13 @@ def shapes(g: Given) -> st.SearchStrategy[tuple[list[Shape], Shape]]:
         strategy = hnp.mutually_broadcastable_shapes(signature=sig, **dims).map(
             lambda bs: (list(bs.input_shapes), bs.result_shape)
         )
-    else:  # broadcastable, expand (one more hidden shape widens the result)
+    else:  # broadcastable, expand (one more hidden shape widens the result), reducible (the first is the result)
         extra = 1 if g.shapes == "expand" else 0
         strategy = hnp.mutually_broadcastable_shapes(num_shapes=n + extra, **dims).map(
             lambda bs: (list(bs.input_shapes[:n]), bs.result_shape)
         )
+        if g.shapes == "reducible":
+            strategy = strategy.map(lambda sr: ([sr[1], *sr[0][1:]], sr[1]))
     if g.fixed and g.shapes != "fixed":
         strategy = strategy.map(lambda sr: _pin(g, sr[0]))
     return strategy.filter(lambda sr: _size_ok([*sr[0], sr[1]], g.max_size))
@@ -125,7 +131,17 @@ def cases(draw: st.DrawFn, g: Given, dtypes: Sequence[str]) -> Case:
     for extra, source in g.like.items():
         shape = result if source == "result" else arrays[source].shape
         arrays[extra] = draw(values(shape, dtype, g.domain_of(extra)))
+    if g.kinks is not None:
+        assume(away_from_kinks(g.kinks, arrays, tuple(result)))
     return Case(dtype, arrays, tuple(result))
+
+
+def away_from_kinks(kinks: str, arrays: Mapping[str, np.ndarray], result: Shape) -> bool:
+    """Whether every element of the oracle expression ``kinks`` is at least ``KINK_MARGIN`` from zero."""
+    scope = {"__builtins__": {}, **oracle.NAMESPACE, **{k.upper(): v for k, v in arrays.items()}, "RESULT": result}
+    with np.errstate(all="ignore"):
+        gaps = np.asarray(eval(language.compile_expression(kinks), scope), dtype=np.float64)
+    return bool(np.all(np.abs(gaps) >= KINK_MARGIN))
 
 
 def fill(shape: Shape, domain: str) -> np.ndarray:

@@ -15,6 +15,7 @@ templates cover the specs:
 from __future__ import annotations
 
 import abc
+import ast
 import dataclasses
 import textwrap
 from collections.abc import Mapping
@@ -25,6 +26,9 @@ from hypothesis import strategies as st
 
 from conformance import language, oracle, runtime
 from conformance.adapter import ERROR_MEANINGS, OPS
+from conformance.literal import literal
+from conformance.model import ModelTemplate
+from conformance.programs import ProgramTemplate
 from conformance.specs import Rule, SpecError
 from conformance.strategies import Case, cases, fill, representable, values
 
@@ -37,35 +41,6 @@ VOCABULARY = frozenset(
 
 class OracleError(RuntimeError):
     """The oracle disagrees with itself (its VJP with finite differences): a bug in the suite."""
-
-
-def literal(value: Any) -> str:
-    """Python source that rebuilds ``value`` exactly (arrays via a flat list and a reshape)."""
-    if isinstance(value, (np.ndarray, np.generic)):
-        arr = np.asarray(value)
-        if arr.dtype == bool:
-            items = ", ".join(repr(bool(x)) for x in arr.ravel())
-            return f"np.array([{items}], dtype=bool).reshape({arr.shape})"
-        items = ", ".join(_number(float(x)) for x in arr.astype(np.float64).ravel())
-        return f"np.array([{items}], dtype=np.float64).reshape({arr.shape})"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k!r}: {literal(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        inner = ", ".join(literal(v) for v in value)
-        if isinstance(value, list):
-            return f"[{inner}]"
-        return f"({inner},)" if len(value) == 1 else f"({inner})"
-    if isinstance(value, float):
-        return _number(value)
-    return repr(value)
-
-
-def _number(x: float) -> str:
-    if np.isnan(x):
-        return "np.nan"
-    if np.isinf(x):
-        return "np.inf" if x > 0 else "-np.inf"
-    return repr(x)
 
 
 def _inputs(case: Case) -> dict[str, Any]:
@@ -92,6 +67,11 @@ class Template(abc.ABC):
 
     def needs(self, rule: Rule) -> list[str]:
         return []
+
+    def ops(self, rule: Rule) -> frozenset[str]:
+        """The catalog ops the rule's code calls: an engine without one of them cannot run it."""
+        code = textwrap.dedent(rule.args.get(self.code_field, ""))
+        return frozenset(n.id for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Name) and n.id in OPS)
 
     def validate(self, rule: Rule) -> None:
         program = rule.args.get("program")
@@ -256,9 +236,68 @@ class Scenario(Template):
         return _constants(constants) + textwrap.dedent(rule.args["steps"]).strip() + "\n"
 
 
-TEMPLATES: dict[str, Template] = {
+class SecondOrder(Gradient):
+    """Second order through the functional core: the nested vjp of ``(x, u) -> <vjp(program, x; u), w>``.
+
+    Its gradient in ``x`` is the Hessian-vector product and in ``u`` the Jacobian-vector product, so
+    it also catches a wrong backward of a linear op, whose second derivative in ``x`` is zero. The
+    reference is central finite differences of the oracle's own VJP (as ``programs.gradgrad_script``).
+    ``weights`` maps each differentiated input to the ``like`` array that is its ``w``.
+    """
+
+    fields = {"program": True, "weights": True}
+    RESERVED = frozenset({"upstream", "paired", "first", "second"})
+    """Names the script defines; an input may not take them."""
+
+    def needs(self, rule: Rule) -> list[str]:
+        return ["higher_order"]
+
+    def _wrt(self, rule: Rule) -> list[str]:
+        return list(rule.args["weights"])
+
+    def validate(self, rule: Rule) -> None:
+        super().validate(rule)
+        weights, given = rule.args["weights"], rule.given
+        if not (isinstance(weights, dict) and weights and all(given.like.get(w) == n for n, w in weights.items())):
+            raise SpecError(rule.path, rule.id, "weights", "must map inputs to their like arrays: { x = 'x_w' }")
+        if self.RESERVED & {*given.names, *given.like}:
+            raise SpecError(rule.path, rule.id, "given.names", f"may not use {sorted(self.RESERVED)}")
+
+    def expected(self, rule: Rule, case: Case) -> dict[str, np.ndarray]:
+        """Finite differences of ``<oracle VJP, w>`` in each differentiated input and the upstream."""
+        program, weights, inputs = rule.args["program"], rule.args["weights"], _oracle_inputs(case)
+
+        def paired(upstream: np.ndarray, **primals: np.ndarray) -> np.ndarray:
+            grads = oracle.vjp(program, upstream, **{**inputs, **primals})
+            return np.asarray(sum(np.sum(grads[n] * inputs[w]) for n, w in weights.items()))
+
+        return oracle.fd_vjp(paired, {**{n: inputs[n] for n in weights}, "upstream": case.upstream})
+
+    def script(self, rule: Rule, case: Case) -> str:
+        program, weights = rule.args["program"], rule.args["weights"]
+        expected = self.expected(rule, case)
+        args = ", ".join(weights)
+        pairing = ""
+        for i, w in enumerate(weights.values()):
+            term = f"sum(mul(first[{i}], tensor({w.upper()})))"
+            pairing = f"add({pairing}, {term})" if pairing else term
+        constants = {**_inputs(case), "UPSTREAM": case.upstream}
+        constants.update({f"EXPECTED_{n.upper()}": expected[n] for n in [*weights, "upstream"]})
+        text = _constants(constants) + self._leaves(rule, set())
+        text += f"def paired({args}, upstream):\n"
+        text += f"    _, first = vjp(lambda {args}: {program}, [{args}], upstream)\n"
+        text += f"    return {pairing}\n"
+        text += f"out, second = vjp(paired, [{args}, tensor(UPSTREAM)], tensor(1.0))\n"
+        checks = [*weights, "upstream"]
+        return text + "".join(f"expect_close(second[{i}], EXPECTED_{n.upper()})\n" for i, n in enumerate(checks))
+
+
+TEMPLATES: dict[str, Template | ProgramTemplate | ModelTemplate] = {
     "forward": Forward(),
     "raises": Raises(),
     "gradient": Gradient(),
     "scenario": Scenario(),
+    "second_order": SecondOrder(),
+    "program": ProgramTemplate(),
+    "model": ModelTemplate(),
 }

@@ -21,6 +21,7 @@ run numpy --backend=numpy "$@"
 run mygrad --backend=mygrad --expected-failures=specs/expected-failures/mygrad.toml "$@"
 run jax --backend=jax "$@"
 python -m conformance report reports/results/{torch,numpy,mygrad,jax}.json -o reports/index.html
+python -m conformance rules --format markdown -o docs/rules  # the rulebook, from specs/ alone
 
 # Deliberately broken adapters (tests/broken/), on the broadcasting rules; one with an
 # expected-failures file, to show expected failures beside failures.

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import Phase, settings
 
 from conformance import specs
-from conformance.plugin import Outcome, Run
+from conformance.plugin import OUTCOME, Run
+from conformance.runner import Outcome
 
 # Proving a rule can fail needs a failure, not a shrunk one: skip the shrink phase.
 settings.register_profile(
@@ -35,12 +36,14 @@ def make_run(adapter: Any, repro_dir: Path, rules: list[specs.Rule] | None = Non
 
 def check_rule(adapter: Any, rule: specs.Rule, dtype: str, repro_dir: Path) -> Outcome:
     """Run one rule in-process; returns its outcome (``failure`` set when it failed)."""
-    outcome = Outcome(rule, dtype)
+    stash = pytest.Stash()
     try:
-        make_run(adapter, repro_dir, [rule]).check(rule, dtype, outcome)
+        make_run(adapter, repro_dir, [rule]).check(rule, dtype, stash)
     except pytest.fail.Exception:
-        assert outcome.failure is not None
-    return outcome
+        assert stash[OUTCOME].failure is not None
+    except pytest.skip.Exception:
+        pass
+    return stash[OUTCOME]
 
 
 @pytest.fixture(scope="session")

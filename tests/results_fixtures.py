@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance import results
+from conformance.gate import JUDGED
 from tests.broken import all_broken
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,8 +86,10 @@ def made_up_doc(name: str, statuses: dict[tuple[str, str], str], **overrides: An
                     "counterexample": {"dtype": dtype, "values": {"x": [1.0]}, "shapes": {}, "result": [1]},
                     "script": "out = neg(x)\nexpect_close(out, EXPECTED)\n",
                     "repro_path": f".conformance/repro/{rule_id}-{dtype}.py",
-                    "repro": f'"""head {rule_id}"""\n# ---- inlined from runtime ----\nSHARED = 1\n'
-                    f"# ---- the rule's script, on the shrunk case ----\nout = neg(x)  # {rule_id}\n",
+                    "repro": {
+                        "head": f'"""head {rule_id}"""\n',
+                        "script": f"# ---- the check's script, on the shrunk case ----\nout = neg(x)  # {rule_id}\n",
+                    },
                     "replay": f"pytest conformance --backend={name} -k {rule_id}",
                 }
                 if failed
@@ -95,6 +98,8 @@ def made_up_doc(name: str, statuses: dict[tuple[str, str], str], **overrides: An
             }
         )
     gate_broken = [f"{r['id']}[{r['dtype']}]: {r['status']}" for r in records if r["status"] in ("failed", "error")]
+    if records and not any(r["status"] in JUDGED for r in records):
+        gate_broken.append("nothing was checked")
     doc = {
         "schema": results.SCHEMA,
         "schema_version": results.SCHEMA_VERSION,
@@ -108,6 +113,9 @@ def made_up_doc(name: str, statuses: dict[tuple[str, str], str], **overrides: An
         "seed": None,
         "platform": {"python": "3.11", "system": "Linux", "machine": "x86_64"},
         "duration_s": 1.0,
+        "incomplete": None,
+        "isolated": True,
+        "repro_library": "# ---- inlined from runtime ----\nSHARED = 1\n",
         "gate": {
             "levels": ["required"],
             "strict_expected": False,

@@ -92,20 +92,14 @@ def test_cli_loads_a_broken_adapter_and_writes_a_runnable_repro(tmp_path: Path) 
     assert not re.search(r"^\s*(from|import) (conformance|tests)\b", repro.read_text(), re.MULTILINE)
 
 
-def test_cli_unavailable_device_is_unsupported_not_passed() -> None:
-    """No GPU here: --device=cuda skips every rule as unsupported, with the reason."""
+def test_cli_unavailable_device_is_a_usage_error() -> None:
+    """No GPU here: --device=cuda is refused before any test runs, naming the devices there are."""
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the rules run on it instead")
     result = run_pytest(
-        "conformance",
-        "--backend=torch",
-        "--device=cuda",
-        "--specs=specs/broadcasting.toml",
-        "-rs",
-        "-k",
-        "trailing-alignment",
+        "conformance", "--backend=torch", "--device=cuda", "--specs=specs/broadcasting.toml", "-k", "test_rule"
     )
-    assert result.returncode == pytest.ExitCode.OK, result.stdout[-2000:]
-    assert "2 skipped" in result.stdout and "unsupported: device 'cuda' is not available" in result.stdout
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout[-2000:]
+    assert "--device 'cuda' is not available to torch here; available: cpu" in result.stderr

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from conformance import specs
+from conformance.collector import status_of
+from conformance.failures import CheckFailure
 from conformance.gate import Expectation, Gate, GateError, load_expectations, parse_levels
-from conformance.plugin import Outcome
-from conformance.results import status_of
+from conformance.runner import Outcome
 from tests.results_fixtures import BROKEN_RULE, PASSING_RULE, SPEC, broken_backend, run_suite
 
 
@@ -34,8 +35,7 @@ def _entry(rule: str, reason: str = "known gap", extra: str = "") -> str:
         (_entry(BROKEN_RULE) + _entry(BROKEN_RULE), "duplicate entry"),
         ('rule = "x"\n', "expected only \\[\\[expected\\]\\] tables"),
         ("[[expected]\n", "Expected"),
-        ('[[expected]]\ncheck = "test_nothing"\nreason = "r"\n', "'check' must be one of"),
-        ('[[expected]]\ncheck = "test_model"\ndtype = "float32"\nreason = "r"\n', "without 'rule' or 'dtype'"),
+        ('[[expected]]\ncheck = "test_model"\nreason = "r"\n', "a table with keys from"),
     ],
 )
 def test_invalid_expected_failures_files(tmp_path: Path, body: str, message: str) -> None:
@@ -43,12 +43,10 @@ def test_invalid_expected_failures_files(tmp_path: Path, body: str, message: str
         load_expectations(_expectations(tmp_path, body), specs.load([SPEC]))
 
 
-def test_property_checks_can_be_expected_to_fail(tmp_path: Path) -> None:
-    body = '[[expected]]\ncheck = "test_model"\nreason = "no enable_grad"\n' + _entry(BROKEN_RULE)
-    entries = load_expectations(_expectations(tmp_path, body), specs.load([SPEC]))
-    gate = Gate(expectations=tuple(entries))
-    assert gate.expected_check("test_model") is entries[0] and gate.expected("test_model", "float32") is None
-    assert gate.expected_check(BROKEN_RULE) is None and gate.expected(BROKEN_RULE, "float32") is entries[1]
+def test_property_checks_are_expected_to_fail_by_rule_id(tmp_path: Path) -> None:
+    body = _entry("properties.model.stateful", reason="no enable_grad")
+    entries = load_expectations(_expectations(tmp_path, body), specs.load())
+    assert Gate(expectations=tuple(entries)).expected("properties.model.stateful", "float32") is entries[0]
 
 
 def test_expectations_and_levels() -> None:
@@ -68,6 +66,11 @@ def test_expectations_and_levels() -> None:
     [
         ("failed", "required", False, True),
         ("error", "required", False, True),
+        ("error", "extension", False, True),
+        ("not_run", "extension", False, True),
+        ("crashed", "required", False, True),
+        ("timeout", "required", False, True),
+        ("crashed", "extension", False, False),
         ("failed", "extension", False, False),
         ("expected_failure", "required", False, False),
         ("unsupported", "required", False, False),
@@ -86,6 +89,15 @@ def test_status_of() -> None:
     assert status_of(Outcome(rule, "float32"), True, True) == "unexpectedly_passed"
     assert status_of(Outcome(rule, "float32"), False, False) == "error"
     assert status_of(None, False, False) == "error"
+    mistake = CheckFailure("adapter", "the adapter's numpy() returned a list", "?", "")
+    assert status_of(Outcome(rule, "float32", failure=mistake), False, False) == "error", "never the engine's failure"
+
+
+def test_a_run_that_checked_nothing_never_holds() -> None:
+    gate = Gate()
+    assert gate.broken_by([]) and gate.broken_by([{"id": "a.b", "dtype": "float32", "status": "unsupported"}])
+    assert gate.broken_by([{"id": "a.b", "dtype": "float32", "status": "passed", "level": "required"}], "interrupted")
+    assert not gate.broken_by([{"id": "a.b", "dtype": "float32", "status": "passed", "level": "required"}])
 
 
 def _statuses(doc: dict) -> dict[str, set[str]]:

@@ -97,3 +97,24 @@ def test_vjp_table_matches_finite_differences(program: str, data: st.DataObject)
     approx = oracle.program_fd_vjp(program, cotangent, a=a, b=b)
     for name in ("a", "b"):
         np.testing.assert_allclose(exact[name], approx[name], rtol=1e-6, atol=1e-6, err_msg=f"{program} d/d{name}")
+
+
+def test_expand_keeps_sizes_with_minus_one_and_guards_new_dims() -> None:
+    """torch's expand: -1 keeps an existing size; a new leading dim needs one, and only size-1 dims grow."""
+    x = np.ones((3, 1))
+    assert oracle.value("expand(x, (2, -1, 4))", x=x).shape == (2, 3, 4)
+    for bad in ["(-1, 3, 1)", "(3,)", "(4, 1)"]:
+        with pytest.raises(ValueError):
+            oracle.value(f"expand(x, {bad})", x=x)
+
+
+def test_permute_vjp_with_negative_dims() -> None:
+    x = np.arange(24.0).reshape(2, 3, 4)
+    g = np.arange(24.0).reshape(4, 2, 3)
+    assert np.array_equal(vjp("permute(x, (-1, 0, 1))", g, x=x)["x"], np.transpose(g, (1, 2, 0)))
+
+
+def test_softmax_over_an_empty_dim_is_empty() -> None:
+    for program in ("softmax(x, -1)", "log_softmax(x, -1)"):
+        assert oracle.value(program, x=np.zeros((3, 0))).shape == (3, 0)
+        assert vjp(program, np.zeros((3, 0)), x=np.zeros((3, 0)))["x"].shape == (3, 0)

@@ -27,8 +27,11 @@ TOP_LEVEL = {
     "seed",
     "platform",
     "duration_s",
+    "incomplete",
+    "isolated",
     "gate",
     "summary",
+    "repro_library",
     "results",
 }
 RESULT = {
@@ -82,7 +85,9 @@ def test_schema_of_a_real_run(broken_run: tuple[int, str, dict, Path], rules: di
         assert r["status"] == ("failed" if r["id"] == BROKEN_RULE else "passed")
     failure = by_case[BROKEN_RULE, "float32"]["failure"]
     assert set(failure) == FAILURE and failure["kind"] in results.KINDS
-    assert failure["line"] in failure["script"] and failure["script"] in failure["repro"]
+    assert failure["line"] in failure["script"] and failure["script"] in failure["repro"]["script"]
+    repro = failure["repro"]["head"] + doc["repro_library"] + failure["repro"]["script"]
+    assert repro == Path(failure["repro_path"]).read_text(encoding="utf-8"), "the parts make the repro file"
     assert "--dtypes=float32" in failure["replay"] and BROKEN_RULE in failure["replay"]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from conformance import specs
+from conformance.adapter import OPS
 
 GOOD = """
 [[rule]]
@@ -107,3 +108,110 @@ def test_invalid_toml_and_duplicates(tmp_path: Path) -> None:
         specs.load([write(tmp_path, "[[rule]\n")])
     with pytest.raises(specs.SpecError, match="duplicate id"):
         specs.load([write(tmp_path, GOOD + GOOD)])
+
+
+@pytest.mark.parametrize(
+    ("bounds", "field"),
+    [("min_dims = 3, max_dims = 2", "given.min_dims"), ("min_side = 2, max_side = 1", "given.min_side")],
+)
+def test_given_bounds_must_be_ordered(tmp_path: Path, bounds: str, field: str) -> None:
+    path = write(tmp_path, GOOD.replace('shapes = "broadcastable"', f'shapes = "broadcastable", {bounds}'))
+    with pytest.raises(specs.SpecError, match="exceeds") as info:
+        specs.load([path])
+    assert (info.value.path, info.value.rule, info.value.field) == (str(path), "demo.forward.add", field)
+
+
+def test_a_bound_is_checked_against_the_other_default(tmp_path: Path) -> None:
+    """max_dims defaults to 3, so min_dims = 4 alone is out of order."""
+    with pytest.raises(specs.SpecError, match="min_dims = 4 exceeds max_dims = 3"):
+        specs.load(
+            [write(tmp_path, GOOD.replace('shapes = "broadcastable"', 'shapes = "broadcastable", min_dims = 4'))]
+        )
+
+
+def test_file_level_tolerance_applies_unless_the_rule_gives_its_own(tmp_path: Path) -> None:
+    """Merged per dtype: the rule's float32 entry wins, the file's float64 entry stays."""
+    own = (
+        GOOD.replace("demo.forward.add", "demo.forward.own") + "tolerance = { float32 = { rtol = 0.5, atol = 0.5 } }\n"
+    )
+    path = tmp_path / "demo.toml"
+    path.write_text(
+        'area = "demo"\ntolerance = { float32 = { rtol = 1e-3, atol = 1e-4 }, float64 = { rtol = 1e-6, atol = 1e-8 } }\n'
+        + GOOD
+        + own
+    )
+    plain, overriding = specs.load([path])
+    assert plain.tolerances == {"float32": (1e-3, 1e-4), "float64": (1e-6, 1e-8)}
+    assert overriding.tolerances == {"float32": (0.5, 0.5), "float64": (1e-6, 1e-8)}
+
+
+def test_file_level_tolerance_is_validated(tmp_path: Path) -> None:
+    path = tmp_path / "demo.toml"
+    path.write_text('area = "demo"\ntolerance = { float8 = { rtol = 1, atol = 1 } }\n' + GOOD)
+    with pytest.raises(specs.SpecError, match=r"field 'tolerance\.float8': unknown dtype") as info:
+        specs.load([path])
+    assert info.value.rule is None
+
+
+def test_kinks_is_an_oracle_expression_over_the_drawn_arrays(tmp_path: Path) -> None:
+    kinks = GOOD.replace('shapes = "broadcastable"', 'shapes = "broadcastable", kinks = "np.subtract(A, C)"')
+    with pytest.raises(specs.SpecError, match=r"field 'given\.kinks': line 1: unknown name 'C'"):
+        specs.load([write(tmp_path, kinks)])
+
+
+OP_TABLE = """
+[[op]]
+name = "mul"
+given = { names = ["a", "b"], shapes = "broadcastable" }
+[op.forms]
+tensors = "mul(a, b)"
+number = { program = "mul(a, 2.0)", given = { names = ["a"] }, examples = [{ shapes = { a = [2] } }] }
+
+[[op]]
+name = "gt"
+differentiable = false
+forms.number = "gt(x, 0.0)"
+"""
+
+
+def test_an_op_table_expands_into_rules_per_form(tmp_path: Path) -> None:
+    path = tmp_path / "ops.toml"
+    path.write_text('area = "ops"\n[second_order]\ntolerance = { float64 = { rtol = 1e-5, atol = 1e-6 } }\n' + OP_TABLE)
+    rules = {r.id: r for r in specs.load([path])}
+    assert sorted(rules) == [
+        "ops.gt.number.no-grad",
+        "ops.mul.number.vjp",
+        "ops.mul.number.vjp2",
+        "ops.mul.tensors.vjp",
+        "ops.mul.tensors.vjp2",
+    ]
+    first, second = rules["ops.mul.tensors.vjp"], rules["ops.mul.tensors.vjp2"]
+    assert (first.template, first.args["via"], first.given.names) == ("gradient", "vjp", ("a", "b"))
+    assert (second.template, second.args["weights"]) == ("second_order", {"a": "a_w", "b": "b_w"})
+    assert second.given.like == {"a_w": "a", "b_w": "b"} and second.all_needs() == ("higher_order",)
+    assert second.tolerances == {"float64": (1e-5, 1e-6)} and not first.tolerances
+    assert rules["ops.mul.number.vjp"].given.names == ("a",) and rules["ops.mul.number.vjp"].examples
+    no_grad = rules["ops.gt.number.no-grad"]
+    assert no_grad.template == "scenario" and "stateful" in no_grad.needs
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where", "field"),
+    [
+        ('name = "mul"', 'name = "mull"', "op mull", "name"),
+        ('tensors = "mul(a, b)"', 'tensors = { program = "mul(a, b)", colour = 1 }', "op mul", "forms.tensors"),
+        ('tensors = "mul(a, b)"', 'tensors = "mul(a, c)"', "ops.mul.tensors.vjp", "program"),
+    ],
+)
+def test_a_malformed_op_names_the_op_and_field(tmp_path: Path, old: str, new: str, where: str, field: str) -> None:
+    path = tmp_path / "ops.toml"
+    path.write_text('area = "ops"\n' + OP_TABLE.replace(old, new))
+    with pytest.raises(specs.SpecError) as info:
+        specs.load([path])
+    assert (info.value.rule, info.value.field) == (where, field), str(info.value)
+
+
+def test_the_ops_area_covers_the_catalog() -> None:
+    """Every op but the in-place ones (the stateful layer's, tested by the inplace rules) has rules."""
+    covered = {r.id.split(".")[1] for r in specs.load() if r.area == "ops"}
+    assert covered == {name for name in OPS if not name.endswith("_")}

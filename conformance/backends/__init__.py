@@ -16,6 +16,8 @@ BUILTIN = {
     "numpy": "conformance.backends.reference:ReferenceAdapter",
     "jax": "conformance.backends.jax_adapter:JaxAdapter",
     "mygrad": "conformance.backends.mygrad_adapter:MygradAdapter",
+    "autograd": "conformance.backends.autograd_adapter:AutogradAdapter",
+    "torch-func": "conformance.backends.torch_func_adapter:TorchFuncAdapter",
 }
 GROUP = "autograd_conformance.backends"
 
@@ -37,6 +39,8 @@ def _load(target: str, name: str) -> type:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UnknownBackend(f"backend {name!r} could not be imported ({exc}); is its engine installed?") from exc
+    except Exception as exc:  # the module itself fails at import
+        raise UnknownBackend(f"backend {name!r}: importing {module_name!r} raised {type(exc).__name__}: {exc}") from exc
     try:
         return getattr(module, attr)
     except AttributeError as exc:
@@ -44,11 +48,18 @@ def _load(target: str, name: str) -> type:
 
 
 def resolve(name: str) -> Any:
-    """An adapter instance for ``name``."""
+    """An adapter instance for ``name``: loaded, checked to be a class, and instantiated."""
     known = available()
     if name in known:
-        return _load(known[name], name)()
-    if ":" in name:
-        return _load(name, name)()
-    listed = ", ".join(sorted(known))
-    raise UnknownBackend(f"unknown backend {name!r}; available: {listed}, or package.module:Class")
+        cls = _load(known[name], name)
+    elif ":" in name:
+        cls = _load(name, name)
+    else:
+        listed = ", ".join(sorted(known))
+        raise UnknownBackend(f"unknown backend {name!r}; available: {listed}, or package.module:Class")
+    if not isinstance(cls, type):
+        raise UnknownBackend(f"backend {name!r} names a {type(cls).__name__}, not an adapter class")
+    try:
+        return cls()
+    except Exception as exc:  # the adapter's own __init__ failed: the engine is missing or misconfigured
+        raise UnknownBackend(f"backend {name!r}: {cls.__qualname__}() raised {type(exc).__name__}: {exc}") from exc

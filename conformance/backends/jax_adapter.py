@@ -30,9 +30,11 @@ def _index(a: jax.Array, key: Any) -> jax.Array:
 
 
 def _expand(a: jax.Array, shape: Sequence[int]) -> jax.Array:
-    """torch's ``expand``: -1 keeps the size of the aligned existing dimension."""
+    """torch's ``expand``: -1 keeps the size of the aligned existing dimension; a new leading dim needs a size."""
     lead = len(shape) - a.ndim
-    return jnp.broadcast_to(a, tuple(a.shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(shape)))
+    if -1 in tuple(shape)[: max(lead, 0)]:
+        raise ValueError(f"Incompatible shapes for broadcasting: -1 for a new leading dim in {tuple(shape)}")
+    return jnp.broadcast_to(a, tuple(a.shape[i - lead] if s == -1 else s for i, s in enumerate(shape)))
 
 
 def _sum_to_size(a: jax.Array, shape: Sequence[int]) -> jax.Array:

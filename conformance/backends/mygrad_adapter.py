@@ -41,8 +41,10 @@ def _index(a: mg.Tensor, key: Any) -> mg.Tensor:
 
 
 def _expand(a: mg.Tensor, shape: Sequence[int]) -> mg.Tensor:
-    """torch's expand as NumPy's broadcast_to: -1 keeps the size of the aligned dim."""
+    """torch's expand as NumPy's broadcast_to: -1 keeps the size of the aligned dim; a new leading dim needs a size."""
     lead = len(shape) - a.ndim
+    if lead < 0 or -1 in tuple(shape)[:lead]:
+        raise ValueError(f"operands could not be broadcast together: {tuple(a.shape)} to {tuple(shape)}")
     return mg.broadcast_to(a, tuple(a.shape[i - lead] if s == -1 else s for i, s in enumerate(shape)))
 
 

@@ -25,14 +25,14 @@ STATUS_MARKS = {
     "unexpectedly_passed": "!",
     "unsupported": "\u2013",
     "error": "E",
+    "crashed": "☠",
+    "timeout": "⌛",
+    "not_run": "?",
 }
 """A glyph per status: statuses stay distinct without colour (and in print)."""
 CONFORMING = frozenset({"passed", "unexpectedly_passed"})
-TRIAGED = ("failed", "error", "expected_failure", "unexpectedly_passed")
+TRIAGED = ("failed", "crashed", "timeout", "error", "not_run", "expected_failure", "unexpectedly_passed")
 """Statuses that get a triage card, most urgent first."""
-_REPRO_SHARED = ("# ---- inlined from ", "# ---- the rule's script")
-"""Markers in ``conformance.repro`` scripts around the part shared by all repros of one engine."""
-
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("conformance.report", "."),
     autoescape=jinja2.select_autoescape(["html", "j2"]),
@@ -65,16 +65,6 @@ def _rate(counts: Mapping[str, int]) -> dict[str, Any]:
         "percent": None if applicable == 0 else round(100 * conforming / applicable, 1),
         "total": sum(counts.values()),
     }
-
-
-def _split_repro(text: str | None) -> tuple[str, str, str]:
-    """(head, shared, tail) of a repro script; ``shared`` is the same for every repro of an engine."""
-    if not text:
-        return "", "", ""
-    start, end = (text.find(marker) for marker in _REPRO_SHARED)
-    if start < 0 or end < start:
-        return text, "", ""
-    return text[:start], text[start:end], text[end:]
 
 
 def model(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -133,17 +123,17 @@ def _triage(engines: Sequence[Mapping[str, Any]], shared: dict[str, str]) -> lis
             failure = r["failure"] or {}
             kind = failure.get("kind") or r["status"]
             card = cards.setdefault((kind, r["id"]), {"kind": kind, "rule": r, "entries": []})
-            head, common, tail = _split_repro(failure.get("repro"))
-            key = shared.setdefault(common, f"repro-lib-{len(shared)}") if common else ""
-            card["entries"].append(
-                {"engine": e, "result": r, "failure": failure, "repro": {"head": head, "shared": key, "tail": tail}}
-            )
+            parts = failure.get("repro") or {}
+            library = e.get("repro_library") or ""
+            key = shared.setdefault(library, f"repro-lib-{len(shared)}") if library else ""
+            repro = {"head": parts.get("head", ""), "shared": key, "tail": parts.get("script", "")}
+            card["entries"].append({"engine": e, "result": r, "failure": failure, "repro": repro})
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for card in cards.values():
         card["engines"] = sorted({entry["engine"]["index"] for entry in card["entries"]})
         card["statuses"] = sorted({entry["result"]["status"] for entry in card["entries"]})
         groups[card["kind"]].append(card)
-    order = {kind: i for i, kind in enumerate(["error", *results.KINDS, "unexpectedly_passed"])}
+    order = {kind: i for i, kind in enumerate(["not_run", "error", *results.KINDS, "unexpectedly_passed"])}
     return [
         {"kind": kind, "cards": sorted(group, key=lambda c: (min(map(TRIAGED.index, c["statuses"])), c["rule"]["id"]))}
         for kind, group in sorted(groups.items(), key=lambda kv: order.get(kv[0], len(order)))

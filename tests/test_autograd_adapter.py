@@ -1,0 +1,115 @@
+"""The HIPS autograd adapter against autograd itself: tensors, dtypes, devices, vjp and errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from conformance.adapter import CAPABILITIES, CAPABILITY_METHODS, ERROR_MEANINGS, OPS
+from conformance.runtime import Checks
+
+pytest.importorskip("autograd", reason="autograd is not installed")
+anp = pytest.importorskip("autograd.numpy")
+from conformance.backends.autograd_adapter import AutogradAdapter  # noqa: E402
+
+INPLACE_OPS = {"add_", "sub_", "mul_", "zero_", "copy_", "setitem_"}
+STATEFUL = set(CAPABILITY_METHODS) | {"inplace", "views", "graph_freeing", "backward_inputs", "allow_unused"}
+DTYPES = ("float16", "float32", "float64", "int64", "int32", "bool")
+"""What NumPy (so autograd) has among the suite's dtypes: no bfloat16."""
+
+
+def test_functional_core_only() -> None:
+    adapter = AutogradAdapter()
+    assert adapter.capabilities <= set(CAPABILITIES) and not adapter.capabilities & STATEFUL
+    assert {"float64", "float16", "higher_order", "integer_tensors"} <= adapter.capabilities
+    assert "bfloat16" not in adapter.capabilities
+    assert set(adapter.errors) <= set(ERROR_MEANINGS)
+    assert set(vars(adapter.ops)) == set(OPS) - INPLACE_OPS
+    assert not hasattr(adapter, "backward") and not hasattr(adapter, "grad_of")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_numpy_round_trip_keeps_values_and_dtype(dtype: str) -> None:
+    adapter = AutogradAdapter()
+    array = np.array([[0, 1, 2], [3, 4, 5]]).astype(dtype)
+    t = adapter.tensor(array, dtype)
+    assert isinstance(t, np.ndarray)  # an ArrayBox exists only inside a trace
+    assert adapter.dtype(t) == dtype and adapter.shape(t) == (2, 3)
+    back = adapter.numpy(t)
+    assert back.dtype.name == dtype and np.array_equal(back, array)
+    back[0, 0] = 1
+    assert adapter.numpy(t)[0, 0] == array[0, 0], "numpy() must return a copy"
+
+
+def test_float32_stays_float32_through_autograd_numpy() -> None:
+    """autograd is float64 by default in its examples, but its ops keep a float32 array's dtype."""
+    adapter = AutogradAdapter()
+    x = adapter.tensor(np.ones(3), "float32")
+    out, (grad,) = adapter.vjp(
+        lambda a: adapter.ops.tanh(adapter.ops.mul(a, 2.0)), [x], adapter.tensor(np.ones(3), "float32")
+    )
+    assert adapter.dtype(out) == "float32" and adapter.dtype(grad) == "float32"
+
+
+def test_devices() -> None:
+    adapter = AutogradAdapter()
+    assert tuple(adapter.devices()) == ("cpu",)
+    assert adapter.device(adapter.tensor(np.zeros(2), "float64")) == "cpu"
+
+
+def test_vjp_of_a_broadcast_product() -> None:
+    adapter = AutogradAdapter()
+    a, b = np.arange(6.0).reshape(2, 3), np.array([1.0, -2.0, 0.5])
+    g = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    out, (ga, gb) = adapter.vjp(adapter.ops.mul, [adapter.tensor(a, "float64"), adapter.tensor(b, "float64")], g)
+    np.testing.assert_allclose(adapter.numpy(out), a * b)
+    np.testing.assert_allclose(adapter.numpy(ga), g * b)
+    np.testing.assert_allclose(adapter.numpy(gb), (g * a).sum(axis=0))
+
+
+def test_vjp_gives_zeros_for_an_unused_primal_and_nests() -> None:
+    adapter, ops = AutogradAdapter(), AutogradAdapter().ops
+    x, z = adapter.tensor(np.array([0.5, -1.0]), "float64"), adapter.tensor(np.array([2.0, 3.0]), "float64")
+    _, (gx, gz) = adapter.vjp(lambda a, b: ops.sum(ops.mul(a, a)), [x, z], np.ones(()))
+    np.testing.assert_allclose(gx, 2 * x)
+    np.testing.assert_array_equal(gz, np.zeros(2))
+
+    def grad_of_cube(t: np.ndarray) -> np.ndarray:
+        return adapter.vjp(lambda s: ops.sum(ops.mul(s, ops.mul(s, s))), [t], np.ones(()))[1][0]
+
+    _, (second,) = adapter.vjp(grad_of_cube, [x], np.ones(2))
+    np.testing.assert_allclose(second, 6 * x)
+
+
+TRIGGERS: dict[str, Callable[[], object]] = {
+    "incompatible_shapes": lambda: anp.add(np.ones((2, 3)), np.ones(4)),
+    "invalid_expand": lambda: anp.broadcast_to(np.ones(3), (2, 4)),
+}
+"""Each meaning the adapter maps, raised by autograd.numpy itself."""
+
+
+def test_every_mapped_error_is_triggered_here() -> None:
+    assert set(AutogradAdapter().errors) == set(TRIGGERS)
+
+
+@pytest.mark.parametrize("meaning", sorted(TRIGGERS))
+def test_mapped_error_matches_what_autograd_raises(meaning: str) -> None:
+    with Checks(AutogradAdapter(), "float64", {}).raises(meaning):
+        TRIGGERS[meaning]()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda ops: ops.broadcast_to(np.ones((2, 3)), (3,)),  # fewer dims than the operand
+        lambda ops: ops.expand(np.ones(3), (-1, 3)),  # -1 for a new leading dim
+        lambda ops: ops.sum_to_size(np.ones((2, 3)), (4,)),
+        lambda ops: ops.sum_to_size(np.ones(3), (2, 3)),
+    ],
+)
+def test_invalid_expand_covers_numpys_other_messages(call: Callable[[object], object]) -> None:
+    adapter = AutogradAdapter()
+    with Checks(adapter, "float64", {}).raises("invalid_expand"):
+        call(adapter.ops)

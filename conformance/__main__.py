@@ -51,9 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _rules(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from conformance import rulebook, specs
+    from conformance import rulebook, templates
 
-    loaded = specs.load()
+    loaded = templates.load()
     if args.area is not None:
         areas = sorted({r.area for r in loaded})
         if args.area not in areas:
@@ -71,9 +71,9 @@ def _rules(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 def _show(parser: argparse.ArgumentParser, rule_id: str) -> int:
     import difflib
 
-    from conformance import rulebook, specs
+    from conformance import rulebook, templates
 
-    known = {r.id: r for r in specs.load()}
+    known = {r.id: r for r in templates.load()}
     if rule_id not in known:
         close = difflib.get_close_matches(rule_id, known, n=5, cutoff=0.5)
         hint = f"closest: {', '.join(close)}" if close else "`python -m conformance rules` lists them all"

@@ -33,8 +33,8 @@ BREAKING = frozenset({"failed", "crashed", "timeout"})
 ALWAYS_BREAKING = frozenset({"error", "not_run"})
 """Statuses that break the gate at any level: the check could not be judged (an adapter mistake, an
 internal error) or never ran (an interrupted run), so the run says nothing about that rule."""
-JUDGED = frozenset({"passed", "failed", "expected_failure", "unexpectedly_passed", "crashed", "timeout"})
-"""Statuses of a check that ran against the engine: a run with none of them checked nothing."""
+JUDGED = frozenset({"passed", "failed", "expected_failure", "unexpectedly_passed", "crashed", "timeout", "error"})
+"""Statuses of a check that was run against the engine: a run with none of them checked nothing."""
 _ENTRY_KEYS = {"rule", "dtype", "reason", "link"}
 
 

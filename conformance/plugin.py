@@ -27,7 +27,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 import conformance
 from conformance import adapter as protocol
-from conformance import backends, failures, repro, runner, specs
+from conformance import backends, failures, repro, runner, specs, templates
 
 _COMMON = {
     "deadline": None,
@@ -219,7 +219,7 @@ def _configure_run(config: pytest.Config, name: str) -> Run:
             f"backend {name!r} ({type(adapter).__qualname__}) breaks the adapter protocol:\n  " + "\n  ".join(problems)
         )
     try:
-        rules = specs.load(config.getoption("specs"))
+        rules = templates.load(config.getoption("specs"))
     except (specs.SpecError, FileNotFoundError) as exc:
         raise _usage(f"invalid specs: {exc}") from exc
     if not rules:

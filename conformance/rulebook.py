@@ -20,6 +20,7 @@ import numpy as np
 from hypothesis import find, settings
 from hypothesis.errors import NoSuchExample
 
+from conformance import templates
 from conformance.rulebook_torch import Untranslatable, translate
 from conformance.specs import LEVELS, Rule
 from conformance.strategies import Case, example_case
@@ -264,7 +265,7 @@ def show(rule: Rule) -> str:
         f"{rule.id} ({rule.level}): {rule.statement}",
         f"file:     {where}" + (f":{line}" if line else " (no id line: generated from a table)"),
         f"template: {rule.template}",
-        f"needs:    {', '.join(rule.all_needs()) or '(none)'}",
+        f"needs:    {', '.join(templates.needs(rule)) or '(none)'}",
         f"script of {which}, in {e.dtype}:",
     ]
     lines.append(textwrap.indent(e.script, "    ") if e.script else f"    ({e.problem})")

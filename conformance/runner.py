@@ -19,7 +19,7 @@ from typing import Any
 import hypothesis
 from hypothesis import example, given, settings
 
-from conformance import runtime
+from conformance import runtime, templates
 from conformance.failures import CheckFailure, execute
 from conformance.model import ModelTemplate
 from conformance.specs import Rule
@@ -54,7 +54,7 @@ def rule_seed(rule: Rule, dtype: str) -> int:
 
 def missing(adapter: Any, rule: Rule, dtype: str, device: str) -> list[str]:
     """Why ``adapter`` cannot run ``rule`` in ``dtype`` on ``device``; empty when it can."""
-    needs = [*rule.all_needs(), dtype]
+    needs = [*templates.needs(rule), dtype]
     lacks = [n for n in needs if n not in adapter.capabilities and n != "float32"]
     ops = adapter.ops
     lacks += [f"op:{name}" for name in sorted(TEMPLATES[rule.template].ops(rule)) if not hasattr(ops, name)]

@@ -18,18 +18,19 @@ import abc
 import ast
 import dataclasses
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 
-from conformance import language, oracle, runtime
+from conformance import language, oracle, runtime, specs
 from conformance.adapter import ERROR_MEANINGS, OPS
 from conformance.literal import literal
 from conformance.model import ModelTemplate
 from conformance.programs import ProgramTemplate
-from conformance.specs import Rule, SpecError
+from conformance.specs import COMMON_FIELDS, Rule, SpecError
 from conformance.strategies import Case, cases, fill, representable, values
 
 BUILTINS = ("slice", "len", "list", "tuple", "range", "float", "int", "bool")
@@ -301,3 +302,34 @@ TEMPLATES: dict[str, Template | ProgramTemplate | ModelTemplate] = {
     "program": ProgramTemplate(),
     "model": ModelTemplate(),
 }
+
+
+def check(rule: Rule) -> None:
+    """The rule's template exists and its arguments are valid for it; a ``SpecError`` names the field."""
+    template = TEMPLATES.get(rule.template)
+    if template is None:
+        raise SpecError(rule.path, rule.id, "template", f"must be one of {sorted(TEMPLATES)}, got {rule.template!r}")
+    for key in rule.args:
+        if key not in template.fields:
+            known = sorted(COMMON_FIELDS | set(template.fields))
+            raise SpecError(rule.path, rule.id, key, f"unknown field for template {rule.template!r}; known: {known}")
+    for key, required in template.fields.items():
+        if required and key not in rule.args:
+            raise SpecError(rule.path, rule.id, key, f"required by template {rule.template!r}")
+    try:
+        template.validate(rule)
+    except language.LanguageError as exc:
+        raise SpecError(rule.path, rule.id, getattr(exc, "field", None) or template.code_field, str(exc)) from exc
+
+
+def load(paths: Iterable[Path] | None = None) -> list[Rule]:
+    """The rules of the spec files (``specs.load``), each checked against its template: what a run uses."""
+    rules = specs.load(paths)
+    for rule in rules:
+        check(rule)
+    return rules
+
+
+def needs(rule: Rule) -> tuple[str, ...]:
+    """The capabilities a rule needs: declared, plus those its template implies."""
+    return tuple(dict.fromkeys([*rule.needs, *TEMPLATES[rule.template].needs(rule)]))

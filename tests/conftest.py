@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import Phase, settings
 
-from conformance import specs
+from conformance import specs, templates
 from conformance.plugin import OUTCOME, Run
 from conformance.runner import Outcome
 
@@ -24,7 +24,7 @@ def make_run(adapter: Any, repro_dir: Path, rules: list[specs.Rule] | None = Non
         adapter=adapter,
         device="cpu",
         dtypes=list(specs.DTYPES),
-        rules=rules if rules is not None else specs.load(),
+        rules=rules if rules is not None else templates.load(),
         spec_version="test",
         profile="gate",
         seed=None,
@@ -48,4 +48,4 @@ def check_rule(adapter: Any, rule: specs.Rule, dtype: str, repro_dir: Path) -> O
 
 @pytest.fixture(scope="session")
 def rules() -> dict[str, specs.Rule]:
-    return {r.id: r for r in specs.load()}
+    return {r.id: r for r in templates.load()}

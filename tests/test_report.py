@@ -95,3 +95,32 @@ def test_command_line_merges_results_files(tmp_path: Path) -> None:
     paths[0].write_text("{}")
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "not a conformance results file" in proc.stderr
+
+
+def test_report_command_imports_neither_pytest_nor_hypothesis(tmp_path: Path) -> None:
+    """The report renders from the results schema alone: a reviewer needs no test tooling to read a run."""
+    path = tmp_path / "r.json"
+    results.write(path, made_up_doc("alpha", STATUSES))
+    probe = (
+        "import sys, runpy; sys.argv = ['conformance', 'report', sys.argv[1], '-o', sys.argv[2]]\n"
+        "try:\n    runpy.run_module('conformance', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('pytest', 'hypothesis', '_pytest') if m in sys.modules))\n"
+    )
+    command = [sys.executable, "-c", probe, str(path), str(tmp_path / "r.html")]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("[]"), proc.stdout + proc.stderr
+
+
+def test_report_names_what_is_wrong_in_a_results_file(tmp_path: Path) -> None:
+    doc = made_up_doc("alpha", {("area.one", "float32"): "passed"})
+    doc["results"][0]["status"] = "fine"
+    del doc["gate"]
+    path = tmp_path / "bad.json"
+    results.write(path, doc)
+    command = [sys.executable, "-m", "conformance", "report", str(path), "-o", str(tmp_path / "x.html")]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "'gate' is missing" in proc.stderr, proc.stderr
+    doc["gate"] = {"holds": True, "levels": ["required"]}
+    results.write(path, doc)
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "results[0]: unknown status 'fine'" in proc.stderr, proc.stderr

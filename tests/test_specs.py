@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance import specs
+from conformance import specs, templates
 from conformance.adapter import OPS
 
 GOOD = """
@@ -28,14 +28,14 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_shipped_specs_load() -> None:
-    rules = specs.load()
+    rules = templates.load()
     assert rules, "no rules shipped"
     assert [r.id for r in rules] == sorted(r.id for r in rules)
     assert all(r.statement and r.references for r in rules), "every rule needs a statement and a reference"
 
 
 def test_good_spec(tmp_path: Path) -> None:
-    (rule,) = specs.load([write(tmp_path, GOOD)])
+    (rule,) = templates.load([write(tmp_path, GOOD)])
     assert (rule.id, rule.area, rule.template, rule.dtypes) == (
         "demo.forward.add",
         "demo",
@@ -79,7 +79,7 @@ def test_good_spec(tmp_path: Path) -> None:
 def test_malformed_rule_names_file_rule_and_field(tmp_path: Path, old: str, new: str, field: str, message: str) -> None:
     path = write(tmp_path, GOOD.replace(old, new))
     with pytest.raises(specs.SpecError) as info:
-        specs.load([path])
+        templates.load([path])
     error = info.value
     assert error.path == str(path)
     assert error.field == field, str(error)
@@ -90,24 +90,24 @@ def test_malformed_rule_names_file_rule_and_field(tmp_path: Path, old: str, new:
 def test_raises_template_checks_the_error_meaning(tmp_path: Path) -> None:
     text = GOOD.replace('template = "forward"', 'template = "raises"\nerror = "oops"')
     with pytest.raises(specs.SpecError, match="field 'error': unknown meaning"):
-        specs.load([write(tmp_path, text)])
+        templates.load([write(tmp_path, text)])
 
 
 def test_scenario_checks_steps_and_oracle(tmp_path: Path) -> None:
     scenario = GOOD.replace('template = "forward"\nprogram = "add(a, b)"', 'template = "scenario"')
     bad_steps = scenario + 'steps = "import os"\n'
     with pytest.raises(specs.SpecError, match="field 'steps': line 1: Import is not allowed"):
-        specs.load([write(tmp_path, bad_steps)])
+        templates.load([write(tmp_path, bad_steps)])
     bad_oracle = scenario + 'steps = "expect_equal(1, 1)"\noracle = { E = "vjp(\'mul(a, a)\', a=Q)" }\n'
     with pytest.raises(specs.SpecError, match=r"field 'oracle.E': line 1: unknown name 'Q'"):
-        specs.load([write(tmp_path, bad_oracle)])
+        templates.load([write(tmp_path, bad_oracle)])
 
 
 def test_invalid_toml_and_duplicates(tmp_path: Path) -> None:
     with pytest.raises(specs.SpecError, match="not valid TOML"):
-        specs.load([write(tmp_path, "[[rule]\n")])
+        templates.load([write(tmp_path, "[[rule]\n")])
     with pytest.raises(specs.SpecError, match="duplicate id"):
-        specs.load([write(tmp_path, GOOD + GOOD)])
+        templates.load([write(tmp_path, GOOD + GOOD)])
 
 
 @pytest.mark.parametrize(
@@ -117,14 +117,14 @@ def test_invalid_toml_and_duplicates(tmp_path: Path) -> None:
 def test_given_bounds_must_be_ordered(tmp_path: Path, bounds: str, field: str) -> None:
     path = write(tmp_path, GOOD.replace('shapes = "broadcastable"', f'shapes = "broadcastable", {bounds}'))
     with pytest.raises(specs.SpecError, match="exceeds") as info:
-        specs.load([path])
+        templates.load([path])
     assert (info.value.path, info.value.rule, info.value.field) == (str(path), "demo.forward.add", field)
 
 
 def test_a_bound_is_checked_against_the_other_default(tmp_path: Path) -> None:
     """max_dims defaults to 3, so min_dims = 4 alone is out of order."""
     with pytest.raises(specs.SpecError, match="min_dims = 4 exceeds max_dims = 3"):
-        specs.load(
+        templates.load(
             [write(tmp_path, GOOD.replace('shapes = "broadcastable"', 'shapes = "broadcastable", min_dims = 4'))]
         )
 
@@ -140,7 +140,7 @@ def test_file_level_tolerance_applies_unless_the_rule_gives_its_own(tmp_path: Pa
         + GOOD
         + own
     )
-    plain, overriding = specs.load([path])
+    plain, overriding = templates.load([path])
     assert plain.tolerances == {"float32": (1e-3, 1e-4), "float64": (1e-6, 1e-8)}
     assert overriding.tolerances == {"float32": (0.5, 0.5), "float64": (1e-6, 1e-8)}
 
@@ -149,14 +149,14 @@ def test_file_level_tolerance_is_validated(tmp_path: Path) -> None:
     path = tmp_path / "demo.toml"
     path.write_text('area = "demo"\ntolerance = { float8 = { rtol = 1, atol = 1 } }\n' + GOOD)
     with pytest.raises(specs.SpecError, match=r"field 'tolerance\.float8': unknown dtype") as info:
-        specs.load([path])
+        templates.load([path])
     assert info.value.rule is None
 
 
 def test_kinks_is_an_oracle_expression_over_the_drawn_arrays(tmp_path: Path) -> None:
     kinks = GOOD.replace('shapes = "broadcastable"', 'shapes = "broadcastable", kinks = "np.subtract(A, C)"')
     with pytest.raises(specs.SpecError, match=r"field 'given\.kinks': line 1: unknown name 'C'"):
-        specs.load([write(tmp_path, kinks)])
+        templates.load([write(tmp_path, kinks)])
 
 
 OP_TABLE = """
@@ -177,7 +177,7 @@ forms.number = "gt(x, 0.0)"
 def test_an_op_table_expands_into_rules_per_form(tmp_path: Path) -> None:
     path = tmp_path / "ops.toml"
     path.write_text('area = "ops"\n[second_order]\ntolerance = { float64 = { rtol = 1e-5, atol = 1e-6 } }\n' + OP_TABLE)
-    rules = {r.id: r for r in specs.load([path])}
+    rules = {r.id: r for r in templates.load([path])}
     assert sorted(rules) == [
         "ops.gt.number.no-grad",
         "ops.mul.number.vjp",
@@ -188,7 +188,7 @@ def test_an_op_table_expands_into_rules_per_form(tmp_path: Path) -> None:
     first, second = rules["ops.mul.tensors.vjp"], rules["ops.mul.tensors.vjp2"]
     assert (first.template, first.args["via"], first.given.names) == ("gradient", "vjp", ("a", "b"))
     assert (second.template, second.args["weights"]) == ("second_order", {"a": "a_w", "b": "b_w"})
-    assert second.given.like == {"a_w": "a", "b_w": "b"} and second.all_needs() == ("higher_order",)
+    assert second.given.like == {"a_w": "a", "b_w": "b"} and templates.needs(second) == ("higher_order",)
     assert second.tolerances == {"float64": (1e-5, 1e-6)} and not first.tolerances
     assert rules["ops.mul.number.vjp"].given.names == ("a",) and rules["ops.mul.number.vjp"].examples
     no_grad = rules["ops.gt.number.no-grad"]
@@ -207,11 +207,11 @@ def test_a_malformed_op_names_the_op_and_field(tmp_path: Path, old: str, new: st
     path = tmp_path / "ops.toml"
     path.write_text('area = "ops"\n' + OP_TABLE.replace(old, new))
     with pytest.raises(specs.SpecError) as info:
-        specs.load([path])
+        templates.load([path])
     assert (info.value.rule, info.value.field) == (where, field), str(info.value)
 
 
 def test_the_ops_area_covers_the_catalog() -> None:
     """Every op but the in-place ones (the stateful layer's, tested by the inplace rules) has rules."""
-    covered = {r.id.split(".")[1] for r in specs.load() if r.area == "ops"}
+    covered = {r.id.split(".")[1] for r in templates.load() if r.area == "ops"}
     assert covered == {name for name in OPS if not name.endswith("_")}

@@ -32,6 +32,7 @@ from typing import Any
 import autograd.numpy as anp
 import numpy as np
 from autograd import make_vjp
+from autograd.tracer import getval
 
 
 def _index(a: Any, key: Any) -> Any:
@@ -46,7 +47,9 @@ def _index(a: Any, key: Any) -> Any:
 def _expand(a: Any, shape: Sequence[int]) -> Any:
     """torch's ``expand`` as ``broadcast_to``: -1 keeps the size of the aligned existing dim."""
     lead = len(shape) - anp.ndim(a)
-    return anp.broadcast_to(a, tuple(anp.shape(a)[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(shape)))
+    return anp.broadcast_to(
+        a, tuple(anp.shape(a)[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(shape))
+    )
 
 
 def _sum_to_size(a: Any, shape: Sequence[int]) -> Any:
@@ -62,14 +65,20 @@ def _sum_to_size(a: Any, shape: Sequence[int]) -> Any:
     return pullback(a)
 
 
+def _shift(a: Any, dim: int) -> np.ndarray:
+    """The max along ``dim``, a constant (``getval`` unboxes it): softmax does not depend on the shift,
+    so it needs no gradient, and ``initial`` keeps an empty ``dim`` valid, as torch's softmax is."""
+    return np.max(getval(a), axis=dim, keepdims=True, initial=-np.inf)
+
+
 def _log_softmax(a: Any, dim: int) -> Any:
     """As autograd's examples write it: ``a - logsumexp(a)``, the max shifted out for stability."""
-    shifted = a - anp.max(a, axis=dim, keepdims=True)
+    shifted = a - _shift(a, dim)
     return shifted - anp.log(anp.sum(anp.exp(shifted), axis=dim, keepdims=True))
 
 
 def _softmax(a: Any, dim: int) -> Any:
-    exp = anp.exp(a - anp.max(a, axis=dim, keepdims=True))
+    exp = anp.exp(a - _shift(a, dim))
     return exp / anp.sum(exp, axis=dim, keepdims=True)
 
 
@@ -127,7 +136,10 @@ class AutogradAdapter:
     capabilities = frozenset({"higher_order", "integer_tensors", "float64", "float16", "mixed_dtypes"})
     errors = {
         "incompatible_shapes": (ValueError, r"could not be broadcast together"),
-        "invalid_expand": (ValueError, r"could not be broadcast together|more dimensions than allowed"),
+        "invalid_expand": (
+            ValueError,
+            r"could not be broadcast together|more dimensions than allowed|must be non-negative",
+        ),
     }
 
     def engine_version(self) -> str:

@@ -183,7 +183,7 @@ class TorchAdapter:
         t = t.detach().cpu()
         if t.dtype == torch.bfloat16:
             t = t.float()
-        return t.numpy().copy()
+        return t.numpy(force=True).copy()  # force: a ZeroTensor (abs's second derivative) has no plain storage
 
     def dtype(self, t: torch.Tensor) -> str:
         return _NAMES[t.dtype]

@@ -13,6 +13,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+README_BEGIN, README_END = "<!-- engines:begin -->", "<!-- engines:end -->"
+"""Markers of the generated engines' table in the README: what lies between them is rewritten."""
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conformance", description=__doc__.splitlines()[0])
@@ -20,6 +23,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = commands.add_parser("report", help="render results files (merged per backend) as one HTML report")
     report.add_argument("results", nargs="+", type=Path, help="results files written with --results-json")
     report.add_argument("-o", "--output", type=Path, default=Path("reports/index.html"), help="the HTML file")
+    report.add_argument(
+        "--readme",
+        type=Path,
+        help=f"also write the engines' table into this Markdown file, between {README_BEGIN} and {README_END}",
+    )
     rules = commands.add_parser("rules", help="write the rulebook: every rule, with its example as PyTorch code")
     rules.add_argument("--format", choices=("text", "markdown", "html"), default="text")
     rules.add_argument(
@@ -47,6 +55,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     merged = results.merge(docs)
     engines = ", ".join(f"{d['backend']['name']} ({sum(d['summary'].values())} results)" for d in merged)
     print(f"wrote {args.output} ({args.output.stat().st_size // 1024} KiB): {engines}")
+    if args.readme:
+        text = args.readme.read_text(encoding="utf-8")
+        if README_BEGIN not in text or README_END not in text:
+            parser.exit(2, f"error: {args.readme} has no {README_BEGIN} ... {README_END} block\n")
+        head, rest = text.split(README_BEGIN, 1)
+        tail = rest.split(README_END, 1)[1]
+        table = render.readme_table(docs)
+        args.readme.write_text(f"{head}{README_BEGIN}\n{table}{README_END}{tail}", encoding="utf-8")
+        print(f"wrote the engines' table into {args.readme}")
     return 0
 
 

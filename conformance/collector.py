@@ -224,7 +224,7 @@ class Collector:
         )
         facts: dict[str, Any] = {"duration_s": round(elapsed, 4), "error": detail}
         worker = getattr(getattr(report, "node", None), "gateway", None)
-        inflight = self.run.repro_dir / ".inflight" / f"{getattr(worker, 'id', 'main')}.json"
+        inflight = self.run.inflight(getattr(worker, "id", "main"))
         try:
             last = json.loads(inflight.read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -79,7 +79,7 @@ class Run:
 
         The outcome goes on ``stash`` (the test item's) first, so the results collector finds it.
         """
-        inflight = self.repro_dir / ".inflight" / f"{self.worker}.json" if self.isolated else None
+        inflight = self.inflight(self.worker) if self.isolated else None
         if inflight is not None:
             inflight.parent.mkdir(parents=True, exist_ok=True)
         outcome = runner.check(
@@ -89,6 +89,10 @@ class Run:
             stash[OUTCOME] = outcome
         self.conclude(outcome)
         return outcome
+
+    def inflight(self, worker: str) -> Path:
+        """Where a worker writes the case it is running, so its crash or hang still gets a repro."""
+        return self.repro_dir / self.adapter.name / ".inflight" / f"{worker}.json"
 
     def conclude(self, outcome: runner.Outcome) -> None:
         """Skip an unsupported rule; fail a diverging one, with its repro written."""

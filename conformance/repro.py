@@ -95,7 +95,8 @@ def parts(adapter: Any, rule: Rule, failure: CheckFailure, device: str, replay: 
 def write(
     directory: Path, adapter: Any, rule: Rule, failure: CheckFailure, device: str, replay: str
 ) -> tuple[Path, Repro]:
-    """Write the repro of ``failure`` under ``directory``; its path and its parts."""
+    """Write the repro of ``failure`` under ``directory``, one folder per engine; its path and its parts."""
+    directory = directory / adapter.name
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{rule.id}-{failure.dtype}.py"
     repro = parts(adapter, rule, failure, device, replay)

@@ -78,7 +78,7 @@ def test_cli_loads_a_broken_adapter_and_writes_a_runnable_repro(tmp_path: Path) 
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout[-2000:]
     assert "rule broadcasting.grad.sum-to-input-shape [required] failed" in result.stdout
     assert "(the gate's, fixed per rule)" in result.stdout
-    (repro,) = tmp_path.glob("*.py")
+    (repro,) = tmp_path.glob("*/*.py")
     standalone = subprocess.run(
         [sys.executable, str(repro)],
         cwd=tmp_path,

@@ -94,6 +94,7 @@ def model(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     rates = {key: _rate(counts) for key, counts in by_group.items()}
     shared: dict[str, str] = {}
     triage = _triage(engines, shared)
+    findings = {e["index"]: _findings(e) for e in engines}
     return {
         "suite_version": conformance.__version__,
         "generated": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -106,8 +107,49 @@ def model(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "statuses": results.STATUSES,
         "marks": STATUS_MARKS,
         "triage": triage,
+        "findings": findings,
         "shared": {key: text for text, key in shared.items()},
     }
+
+
+DEVIATIONS = ("failed", "crashed", "timeout", "error", "expected_failure")
+"""Statuses that are a finding about an engine (or its adapter) rather than a pass or a missing capability."""
+
+
+def _findings(engine: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One line per rule the engine deviates from: its dtypes, status, why, and where its repro is."""
+    by_rule: dict[str, dict[str, Any]] = {}
+    for r in engine["results"]:
+        if r["status"] not in DEVIATIONS:
+            continue
+        failure = r["failure"] or {}
+        why = (r["expected"] or {}).get("reason") or (failure.get("message") or r["error"] or "").split("\n")[0]
+        entry = by_rule.setdefault(
+            r["id"],
+            {"rule": r, "dtypes": [], "statuses": set(), "why": why, "repro": failure.get("repro_path")},
+        )
+        entry["dtypes"].append(r["dtype"])
+        entry["statuses"].add(r["status"])
+    return [{**f, "statuses": sorted(f["statuses"])} for f in by_rule.values()]
+
+
+def readme_table(docs: Iterable[Mapping[str, Any]]) -> str:
+    """A Markdown table of the engines: version, and conformance per level (passed / applicable), unsupported apart."""
+    runs = results.merge(docs)
+    head = "| engine | version | " + " | ".join(specs.LEVELS) + " | unsupported | gate |\n"
+    head += "|---|---|" + "---:|" * len(specs.LEVELS) + "---:|---|\n"
+    rows = []
+    for run in runs:
+        cells = []
+        for level in specs.LEVELS:
+            rate = _rate(Counter(r["status"] for r in run["results"] if r["level"] == level))
+            cells.append(f"{rate['conforming']}/{rate['applicable']}" if rate["applicable"] else "n/a")
+        unsupported = sum(r["status"] == "unsupported" for r in run["results"])
+        gate = "holds" if run["gate"]["holds"] else "broken"
+        rows.append(
+            f"| {run['backend']['name']} | {run['backend']['version']} | {' | '.join(cells)} | {unsupported} | {gate} |"
+        )
+    return head + "\n".join(rows) + "\n"
 
 
 def _triage(engines: Sequence[Mapping[str, Any]], shared: dict[str, str]) -> list[dict[str, Any]]:

@@ -1,0 +1,166 @@
+"""The PaddlePaddle adapter against paddle itself: tensors, dtypes, devices, vjp and errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from conformance.adapter import CAPABILITIES, ERROR_MEANINGS, OPS, validate
+from conformance.runtime import Checks
+
+paddle = pytest.importorskip("paddle", reason="paddle is not installed")
+from conformance.backends.paddle_adapter import PaddleAdapter  # noqa: E402
+
+DTYPES = ("float32", "float64", "int64", "int32", "bool")
+"""The dtypes the adapter declares (float16 and bfloat16 are not: see the next test)."""
+
+
+@pytest.fixture
+def adapter() -> PaddleAdapter:
+    return PaddleAdapter()
+
+
+def test_follows_the_protocol(adapter: PaddleAdapter) -> None:
+    assert validate(adapter) == []
+    assert adapter.capabilities <= set(CAPABILITIES) and set(adapter.errors) <= set(ERROR_MEANINGS)
+    assert set(vars(adapter.ops)) == set(OPS) - {"sum_to_size"}  # the one op paddle lacks
+    assert {"stateful", "autograd_grad", "higher_order", "inplace", "float64"} <= adapter.capabilities
+    assert not adapter.capabilities & {"float16", "bfloat16", "inference_mode", "backward_inputs", "devices"}
+    assert not hasattr(paddle, "inference_mode") and not hasattr(paddle.Tensor, "sum_to_size")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_dtypes_lack_cpu_kernels(dtype: str) -> None:
+    """Why float16 and bfloat16 are not declared: the tensors exist, basic arithmetic does not."""
+    x = paddle.ones([2, 2], dtype=dtype)
+    with pytest.raises(RuntimeError, match=r"NotFound.*not registered"):
+        paddle.matmul(x, x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_numpy_round_trip_keeps_values_and_dtype(adapter: PaddleAdapter, dtype: str) -> None:
+    array = np.array([[0, 1, 2], [3, 4, 5]]).astype(dtype)
+    t = adapter.tensor(array, dtype)
+    assert isinstance(t, paddle.Tensor)
+    assert adapter.dtype(t) == dtype and adapter.shape(t) == (2, 3)
+    back = adapter.numpy(t)
+    assert back.dtype.name == dtype and np.array_equal(back, array)
+    back[0, 0] = 1
+    assert adapter.numpy(t)[0, 0] == array[0, 0], "numpy() must return a copy"
+
+
+def test_zero_d_round_trip(adapter: PaddleAdapter) -> None:
+    t = adapter.tensor(np.array(2.5), "float64")
+    assert adapter.shape(t) == () and adapter.numpy(t).shape == ()
+
+
+def test_leaf_state_is_paddles(adapter: PaddleAdapter) -> None:
+    x = adapter.tensor(np.ones(3), "float32", requires_grad=True)
+    c = adapter.tensor(np.ones(3), "float32")
+    assert (adapter.requires_grad(x), x.stop_gradient, adapter.requires_grad(c)) == (True, False, False)
+    assert adapter.is_leaf(x) and adapter.grad_of(x) is None
+    assert x.grad_fn.name() == "GradNodeAccumulation" and adapter.has_grad_fn(x)  # paddle's grad_fn of a leaf
+    y = adapter.ops.mul(x, 2.0)
+    assert (adapter.is_leaf(y), adapter.requires_grad(y)) == (False, True)
+
+
+def test_devices(adapter: PaddleAdapter) -> None:
+    assert tuple(adapter.devices()) == ("cpu",)
+    assert adapter.device(adapter.tensor(np.zeros(2), "float64")) == "cpu"
+
+
+def test_backward_and_vjp_of_a_broadcast_product(adapter: PaddleAdapter) -> None:
+    a, b = np.arange(6.0).reshape(2, 3), np.array([1.0, -2.0, 0.5])
+    g = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    ta, tb = adapter.tensor(a, "float64", True), adapter.tensor(b, "float64", True)
+    adapter.backward(adapter.ops.mul(ta, tb), adapter.tensor(g, "float64"))
+    np.testing.assert_allclose(adapter.numpy(adapter.grad_of(tb)), (g * a).sum(axis=0))
+    primals = [adapter.tensor(a, "float64"), adapter.tensor(b, "float64")]
+    out, (ga, gb) = adapter.vjp(adapter.ops.mul, primals, adapter.tensor(g, "float64"))
+    np.testing.assert_allclose(adapter.numpy(out), a * b)
+    np.testing.assert_allclose(adapter.numpy(ga), g * b)
+    np.testing.assert_allclose(adapter.numpy(gb), (g * a).sum(axis=0))
+
+
+def test_vjp_gives_zeros_for_an_unused_primal_and_nests(adapter: PaddleAdapter) -> None:
+    ops = adapter.ops
+    x, z = adapter.tensor(np.array([0.5, -1.0]), "float64"), adapter.tensor(np.array([2.0, 3.0]), "float64")
+    one = adapter.tensor(np.array(1.0), "float64")
+    _, (gx, gz) = adapter.vjp(lambda a, b: ops.sum(ops.mul(a, a)), [x, z], one)
+    np.testing.assert_allclose(adapter.numpy(gx), 2 * adapter.numpy(x))
+    np.testing.assert_array_equal(adapter.numpy(gz), np.zeros(2))
+
+    def grad_of_cube(t: paddle.Tensor) -> paddle.Tensor:
+        return adapter.vjp(lambda s: ops.sum(ops.mul(s, ops.mul(s, s))), [t], one)[1][0]
+
+    _, (second,) = adapter.vjp(grad_of_cube, [x], adapter.tensor(np.ones(2), "float64"))
+    np.testing.assert_allclose(adapter.numpy(second), 6 * adapter.numpy(x))
+    assert x.stop_gradient, "the primals are left alone"
+
+
+def _leaf() -> paddle.Tensor:
+    return paddle.to_tensor(np.array([1.0, 2.0]), stop_gradient=False)
+
+
+def _backward_twice() -> None:
+    y = (_leaf() * _leaf()).sum()
+    y.backward()
+    y.backward()
+
+
+def _modified_in_place() -> None:
+    b = _leaf() * 1.0
+    y = b * b
+    b.add_(paddle.ones([2], dtype="float64"))
+    y.sum().backward()
+
+
+def _assign_other_dtype() -> None:
+    x = _leaf()
+    x.sum().backward()
+    x.grad = paddle.ones([2], dtype="float32")
+
+
+TRIGGERS: dict[str, Callable[[], object]] = {
+    "incompatible_shapes": lambda: paddle.ones([2, 3]) + paddle.ones([4]),
+    "invalid_expand": lambda: paddle.expand(paddle.ones([3]), [2, 4]),
+    "inplace_broadcast": lambda: paddle.ones([3]).add_(paddle.ones([2, 3])),
+    "grad_shape_mismatch": lambda: (_leaf() * 2).backward(paddle.ones([2, 1], dtype="float64")),
+    "grad_count_mismatch": lambda: paddle.autograd.backward([_leaf() * 2, _leaf() * 3], [paddle.ones([2], "float64")]),
+    "no_grad_fn": lambda: paddle.grad(paddle.ones([2]).sum(), _leaf()),
+    "input_not_requiring_grad": lambda: paddle.grad((_leaf() * 2).sum(), paddle.ones([2])),
+    "unused_input": lambda: paddle.grad((_leaf() * 2).sum(), [_leaf()]),
+    "graph_freed": _backward_twice,
+    "modified_inplace": _modified_in_place,
+    "leaf_inplace": lambda: _leaf().add_(paddle.ones([2], dtype="float64")),
+    "grad_assign_mismatch": _assign_other_dtype,
+}
+"""Each meaning the adapter maps, raised by paddle itself."""
+
+
+def test_every_mapped_error_is_triggered_here(adapter: PaddleAdapter) -> None:
+    assert set(adapter.errors) == set(TRIGGERS)
+
+
+@pytest.mark.parametrize("meaning", sorted(TRIGGERS))
+def test_mapped_error_matches_what_paddle_raises(adapter: PaddleAdapter, meaning: str) -> None:
+    with Checks(adapter, "float64", {}).raises(meaning):
+        TRIGGERS[meaning]()
+
+
+@pytest.mark.parametrize(
+    ("meaning", "call"),
+    [
+        ("invalid_expand", lambda: paddle.broadcast_to(paddle.ones([2, 3]), [3])),  # fewer dims
+        ("invalid_expand", lambda: paddle.expand(paddle.ones([3]), [-1, 3])),  # -1 for a new leading dim
+        ("grad_count_mismatch", lambda: paddle.grad([_leaf() * 2], [_leaf()], [paddle.ones([2]), paddle.ones([2])])),
+        ("grad_assign_mismatch", lambda: setattr(_leaf(), "grad", [1.0, 2.0])),  # not a tensor
+    ],
+)
+def test_mapped_error_covers_paddles_other_messages(
+    adapter: PaddleAdapter, meaning: str, call: Callable[[], object]
+) -> None:
+    with Checks(adapter, "float64", {}).raises(meaning):
+        call()

@@ -124,3 +124,27 @@ def test_report_names_what_is_wrong_in_a_results_file(tmp_path: Path) -> None:
     results.write(path, doc)
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "results[0]: unknown status 'fine'" in proc.stderr, proc.stderr
+
+
+def test_scoreboard_and_findings_summarise_each_engine() -> None:
+    html = render.render(_docs())
+    board = html.split('<section id="scoreboard">', 1)[1].split("</section>", 1)[0]
+    assert board.count("<tr data-engine=") == 2 and "<th>area</th><th>other</th><th>all</th>" in board
+    findings = html.split('<section id="findings">', 1)[1].split("</section>", 1)[0]
+    assert "alpha 1.0: 3 deviations" in findings and "beta 1.0: 1 deviations" in findings
+    assert "known gap" in findings and "values differ" in findings and "Traceback: boom" in findings
+
+
+def test_readme_table_is_generated_from_results(tmp_path: Path) -> None:
+    paths = []
+    for i, doc in enumerate(_docs()):
+        paths.append(tmp_path / f"{i}.json")
+        results.write(paths[-1], doc)
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- engines:begin -->\nold\n<!-- engines:end -->\nafter\n")
+    command = [sys.executable, "-m", "conformance", "report", *map(str, paths), "-o", str(tmp_path / "i.html")]
+    proc = subprocess.run([*command, "--readme", str(readme)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    text = readme.read_text()
+    assert "old" not in text and text.endswith("<!-- engines:end -->\nafter\n")
+    assert "| alpha | 1.0 | 1/4 | 1/1 | n/a | 1 | broken |" in text, text

@@ -101,6 +101,9 @@ def _raise(meaning: str) -> None:
         _ = (x + Tensor(np.ones(3), dtype=f32)).shape  # lazy: the op itself succeeds, its shape raises
     elif meaning == "invalid_expand":
         x.expand(3, 3)
+    elif meaning == "inplace_broadcast":
+        y = Tensor(np.array([[1.0, 2.0]]), dtype=f32)
+        y += Tensor(np.ones((2, 2)), dtype=f32)
     elif meaning == "implicit_grad_nonscalar":
         (x * 2).backward()
     elif meaning == "grad_shape_mismatch":
@@ -118,9 +121,12 @@ def test_error_meanings_match_what_tinygrad_raises(meaning: str) -> None:
         _raise(meaning)
 
 
-def test_a_gradient_that_only_broadcasts_is_the_other_grad_shape_mismatch() -> None:
-    """A gradient of more dims than the output gets past the reshape and fails backward's own shape check."""
+def test_grad_shape_mismatch_covers_each_place_tinygrad_checks() -> None:
+    """A gradient of more dims than the output gets past backward's reshape and fails its shape check;
+    ``Tensor.gradient`` has a check of its own."""
     types, pattern = TinygradAdapter.errors["grad_shape_mismatch"]
     x = Tensor(np.array([1.0, 2.0]), dtype=dtypes.float32)
     with pytest.raises(types, match=pattern):
         (x * 2).backward(Tensor(np.ones((2, 2)), dtype=dtypes.float32))
+    with pytest.raises(types, match=pattern):
+        (x * 2).gradient(x, gradient=Tensor(np.ones(3), dtype=dtypes.float32))

@@ -147,7 +147,12 @@ class TinygradAdapter:
         "incompatible_shapes": (IndexError, r"objects cannot be broadcast to a single shape"),
         "invalid_expand": (ValueError, r"cannot broadcast"),
         "implicit_grad_nonscalar": (AssertionError, r"backward must be called on a scalar tensor"),
-        "grad_shape_mismatch": ((ValueError, AssertionError), r"size mismatch, can't reshape|grad shape must match"),
+        "inplace_broadcast": (ValueError, r"cannot broadcast .* to new_shape"),
+        # backward reshapes the gradient (ValueError) then asserts its shape; Tensor.gradient broadcasts it (RuntimeError)
+        "grad_shape_mismatch": (
+            (ValueError, AssertionError, RuntimeError),
+            r"size mismatch, can't reshape|grad shape must match|cannot broadcast .* into",
+        ),
         "no_grad_fn": (RuntimeError, r"only float Tensors have gradient"),
         "nonfloat_requires_grad": (RuntimeError, r"only float Tensors have gradient"),
     }

@@ -147,7 +147,6 @@ class Collector:
             param = _rule_param(item)
             if param is None:
                 continue
-            self.collected.add(item.nodeid)
             expected = self.gate.expected(param[0].id, param[1])
             if expected is not None:
                 item.stash[EXPECTED] = expected
@@ -180,6 +179,10 @@ class Collector:
             facts["error"] = outcome.failure.detail if outcome and outcome.failure else report.longreprtext[-4000:]
         report.user_properties.append((PROPERTY, results.record(rule, dtype, status, **facts)))
         return report
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """The checks this run must report (after ``-k``/``-m`` deselection): any left without a result never ran."""
+        self.collected.update(item.nodeid for item in session.items if _rule_param(item) is not None)
 
     # -- on the controller -------------------------------------------------------------------------
     @pytest.hookimpl(optionalhook=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import numpy as np
@@ -10,6 +11,10 @@ import pytest
 from conformance.adapter import CAPABILITIES, CAPABILITY_METHODS, ERROR_MEANINGS, OPS, validate
 from conformance.runtime import Checks
 
+# PaddlePaddle segfaults when it is imported after TensorFlow in one process (it loads fine before it),
+# and a pytest-xdist worker may run the paddle tests after these: where both are installed, paddle first.
+with contextlib.suppress(ImportError):
+    import paddle  # noqa: F401
 tf = pytest.importorskip("tensorflow", reason="tensorflow is not installed")
 from conformance.backends.tensorflow_adapter import TensorflowAdapter  # noqa: E402
 

@@ -110,7 +110,7 @@ def _raise(meaning: str) -> None:
         (x * 2).backward(Tensor(np.ones(3), dtype=f32))
     elif meaning == "no_grad_fn":
         (Tensor(np.array([1, 2]), dtype=dtypes.int64) * 2).backward(Tensor(np.ones(2), dtype=dtypes.int64))
-    elif meaning == "nonfloat_requires_grad":
+    elif meaning in ("input_not_requiring_grad", "nonfloat_requires_grad"):
         (x * 2).sum().gradient(Tensor(np.array([1, 2]), dtype=dtypes.int64))
 
 

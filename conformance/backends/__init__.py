@@ -18,6 +18,8 @@ BUILTIN = {
     "mygrad": "conformance.backends.mygrad_adapter:MygradAdapter",
     "autograd": "conformance.backends.autograd_adapter:AutogradAdapter",
     "torch-func": "conformance.backends.torch_func_adapter:TorchFuncAdapter",
+    "paddle": "conformance.backends.paddle_adapter:PaddleAdapter",
+    "tensorflow": "conformance.backends.tensorflow_adapter:TensorflowAdapter",
 }
 GROUP = "autograd_conformance.backends"
 

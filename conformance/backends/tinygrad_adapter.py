@@ -153,7 +153,9 @@ class TinygradAdapter:
             (ValueError, AssertionError, RuntimeError),
             r"size mismatch, can't reshape|grad shape must match|cannot broadcast .* into",
         ),
+        # Tensor.gradient's one check covers three meanings: only float tensors require grad.
         "no_grad_fn": (RuntimeError, r"only float Tensors have gradient"),
+        "input_not_requiring_grad": (RuntimeError, r"only float Tensors have gradient"),
         "nonfloat_requires_grad": (RuntimeError, r"only float Tensors have gradient"),
     }
 

@@ -155,7 +155,8 @@ def test_report_renders_and_filters_in_chromium(browser: Chromium, report: tuple
     )
     assert browser.js(f"{card}.querySelectorAll('.entry').length") == 2
     assert BROKEN_RULE in browser.js(f"{card}.innerText")
-    repro = next(r["failure"]["repro"] for r in docs[1]["results"] if r["failure"])
+    parts = next(r["failure"]["repro"] for r in docs[1]["results"] if r["failure"])
+    repro = parts["head"] + docs[1]["repro_library"] + parts["script"]
     browser.js(f"{card}.querySelector('button.copy').click()")
     copied = browser.js(
         f"new Promise(r => setTimeout(() => r({card}.querySelector('button.copy').dataset.copied), 200))"

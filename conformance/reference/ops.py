@@ -92,6 +92,11 @@ def elementwise(f: Any) -> Any:
     return forward
 
 
+def _divide(total: np.ndarray, count: int) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.divide(total, count, dtype=total.dtype)
+
+
 def _axes(ndim: int, dim: Any) -> tuple[int, ...]:
     """Reduced dims, non-negative. A 0-d tensor reduces over dim 0 (or -1) as over nothing."""
     if dim is None or ndim == 0:
@@ -387,7 +392,10 @@ sum = Op(
 )
 mean = Op(
     "mean",
-    lambda a, dim=None, keepdim=False: np.mean(a, axis=_axes(a.ndim, dim), keepdims=keepdim),
+    # sum / count rather than np.mean: the mean of nothing is NaN as in torch, without NumPy's warning
+    lambda a, dim=None, keepdim=False: _divide(
+        np.sum(a, axis=_axes(a.ndim, dim), keepdims=keepdim), math.prod(a.shape[d] for d in _axes(a.ndim, dim))
+    ),
     (
         lambda g, ans, a, dim=None, keepdim=False: (
             broadcast_to(restore_reduced(g, a.shape, dim, keepdim), a.shape)

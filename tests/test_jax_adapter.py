@@ -35,7 +35,8 @@ def test_rules_that_call_in_place_ops_need_a_capability_jax_lacks(rules: dict[st
     unguarded = [
         rule.id
         for rule in rules.values()
-        if calls.search(" ".join(str(v) for v in rule.args.values())) and set(templates.needs(rule)) <= adapter.capabilities
+        if calls.search(" ".join(str(v) for v in rule.args.values()))
+        and set(templates.needs(rule)) <= adapter.capabilities
     ]
     assert not unguarded
 

@@ -425,8 +425,9 @@ class AutogradModel(RuleBasedStateMachine):
         if not self.ns:
             return
         adapter, checks = self.adapter, runtime.Checks(self.adapter, self.dtype, self.tolerances)
-        with self.verifying(f"expect_equal(is_grad_enabled(), {self.grad_enabled})"):
-            checks.expect_equal(adapter.is_grad_enabled(), self.grad_enabled)
+        if self.has("no_grad"):
+            with self.verifying(f"expect_equal(is_grad_enabled(), {self.grad_enabled})"):
+                checks.expect_equal(adapter.is_grad_enabled(), self.grad_enabled)
         for var in self.vars:
             t = self.ns[var.name]
             facts = {"requires_grad": var.requires_grad, "is_leaf": var.node is None}

@@ -20,6 +20,8 @@ BUILTIN = {
     "torch-func": "conformance.backends.torch_func_adapter:TorchFuncAdapter",
     "paddle": "conformance.backends.paddle_adapter:PaddleAdapter",
     "tensorflow": "conformance.backends.tensorflow_adapter:TensorflowAdapter",
+    "mlx": "conformance.backends.mlx_adapter:MlxAdapter",
+    "tinygrad": "conformance.backends.tinygrad_adapter:TinygradAdapter",
 }
 GROUP = "autograd_conformance.backends"
 

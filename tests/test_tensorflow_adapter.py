@@ -10,6 +10,7 @@ import pytest
 
 from conformance.adapter import CAPABILITIES, CAPABILITY_METHODS, ERROR_MEANINGS, OPS, validate
 from conformance.runtime import Checks
+from tests.adapter_checks import check_vjp_of_a_broadcast_product, check_vjp_unused_primal_and_nesting
 
 # PaddlePaddle segfaults when it is imported after TensorFlow in one process (it loads fine before it),
 # and a pytest-xdist worker may run the paddle tests after these: where both are installed, paddle first.
@@ -78,28 +79,11 @@ def test_devices(adapter: TensorflowAdapter) -> None:
 
 
 def test_vjp_of_a_broadcast_product(adapter: TensorflowAdapter) -> None:
-    a, b = np.arange(6.0).reshape(2, 3), np.array([1.0, -2.0, 0.5])
-    g = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
-    primals = [adapter.tensor(a, "float64"), adapter.tensor(b, "float64")]
-    out, (ga, gb) = adapter.vjp(adapter.ops.mul, primals, adapter.tensor(g, "float64"))
-    np.testing.assert_allclose(adapter.numpy(out), a * b)
-    np.testing.assert_allclose(adapter.numpy(ga), g * b)
-    np.testing.assert_allclose(adapter.numpy(gb), (g * a).sum(axis=0))
+    check_vjp_of_a_broadcast_product(adapter)
 
 
 def test_vjp_gives_zeros_for_an_unused_primal_and_nests(adapter: TensorflowAdapter) -> None:
-    ops = adapter.ops
-    x, z = adapter.tensor(np.array([0.5, -1.0]), "float64"), adapter.tensor(np.array([2.0, 3.0]), "float64")
-    one = adapter.tensor(np.array(1.0), "float64")
-    _, (gx, gz) = adapter.vjp(lambda a, b: ops.sum(ops.mul(a, a)), [x, z], one)
-    np.testing.assert_allclose(adapter.numpy(gx), 2 * adapter.numpy(x))
-    np.testing.assert_array_equal(adapter.numpy(gz), np.zeros(2))
-
-    def grad_of_cube(t: tf.Tensor) -> tf.Tensor:
-        return adapter.vjp(lambda s: ops.sum(ops.mul(s, ops.mul(s, s))), [t], one)[1][0]
-
-    _, (second,) = adapter.vjp(grad_of_cube, [x], adapter.tensor(np.ones(2), "float64"))
-    np.testing.assert_allclose(adapter.numpy(second), 6 * adapter.numpy(x))
+    check_vjp_unused_primal_and_nesting(adapter)
 
 
 def test_integer_list_index_reaches_tensorflow_as_a_tensor(adapter: TensorflowAdapter) -> None:

@@ -14,6 +14,7 @@ from conformance import runtime, specs, templates
 from conformance.adapter import CAPABILITIES, CAPABILITY_METHODS, ERROR_MEANINGS, OPS, validate
 from conformance.backends.torch_func_adapter import TorchFuncAdapter
 from conformance.plugin import OUTCOME
+from tests.adapter_checks import check_vjp_of_a_broadcast_product, check_vjp_unused_primal_and_nesting
 from tests.conftest import check_rule, make_run
 
 INPLACE_OPS = {"add_", "sub_", "mul_", "zero_", "copy_", "setitem_"}
@@ -70,30 +71,11 @@ def test_devices() -> None:
 
 
 def test_vjp_of_a_broadcast_product() -> None:
-    adapter = TorchFuncAdapter()
-    a, b = np.arange(6.0).reshape(2, 3), np.array([1.0, -2.0, 0.5])
-    g = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
-    t = [adapter.tensor(a, "float32"), adapter.tensor(b, "float32")]
-    out, (ga, gb) = adapter.vjp(adapter.ops.mul, t, adapter.tensor(g, "float32"))
-    assert adapter.dtype(ga) == "float32" and adapter.dtype(gb) == "float32"
-    np.testing.assert_allclose(adapter.numpy(out), a * b)
-    np.testing.assert_allclose(adapter.numpy(ga), g * b)
-    np.testing.assert_allclose(adapter.numpy(gb), (g * a).sum(axis=0))
+    check_vjp_of_a_broadcast_product(TorchFuncAdapter(), "float32")
 
 
 def test_vjp_gives_zeros_for_an_unused_primal_and_nests() -> None:
-    adapter = TorchFuncAdapter()
-    ops, one = adapter.ops, adapter.tensor(np.ones(()), "float64")
-    x, z = adapter.tensor(np.array([0.5, -1.0]), "float64"), adapter.tensor(np.array([2.0, 3.0]), "float64")
-    _, (gx, gz) = adapter.vjp(lambda a, b: ops.sum(ops.mul(a, a)), [x, z], one)
-    np.testing.assert_allclose(adapter.numpy(gx), 2 * adapter.numpy(x))
-    np.testing.assert_array_equal(adapter.numpy(gz), np.zeros(2))
-
-    def grad_of_cube(t: torch.Tensor) -> torch.Tensor:
-        return adapter.vjp(lambda s: ops.sum(ops.mul(s, ops.mul(s, s))), [t], one)[1][0]
-
-    _, (second,) = adapter.vjp(grad_of_cube, [x], adapter.tensor(np.ones(2), "float64"))
-    np.testing.assert_allclose(adapter.numpy(second), 6 * adapter.numpy(x))
+    check_vjp_unused_primal_and_nesting(TorchFuncAdapter())
 
 
 def _wrong_cotangent() -> None:

@@ -1,8 +1,9 @@
-"""Command line: ``python -m conformance report RESULTS... -o reports/index.html``, ``rules``, ``show RULE_ID``.
+"""Command line: ``python -m conformance report RESULTS... -o reports/index.html``, ``rules``, ``show RULE_ID``, ``bench``.
 
 Running the rules is pytest's job (``pytest --pyargs conformance --backend=NAME``); ``report`` works on
 the results files such runs write, e.g. to merge the runs of several backends into one report. ``rules``
-writes the rulebook (every rule with a PyTorch example) and ``show`` explains one rule. Each command
+writes the rulebook (every rule with a PyTorch example), ``show`` explains one rule, and ``bench`` times the
+gate per backend (``conformance/bench.py``). Each command
 imports what it needs only when it runs: ``report`` must not pay for Hypothesis, nor ``rules`` for pytest.
 """
 
@@ -39,9 +40,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     rules.add_argument("--area", help="only this area (markdown, html: its page, and no index)")
     show = commands.add_parser("show", help="where a rule is, what it needs, and the script of its first example")
     show.add_argument("rule_id")
+    bench = commands.add_parser("bench", help="time the gate per backend with -n 1 and -n 2; print the figures")
+    bench.add_argument("--backends", default="torch,numpy", help="comma-separated backends (default torch,numpy)")
+    bench.add_argument("--workers", default="1,2", help="comma-separated worker counts (default 1,2)")
+    bench.add_argument("--baseline", metavar="REF", help="also run the suite as of this git commit, for a before/after")
+    bench.add_argument("-o", "--output", type=Path, default=Path("reports/benchmarks.json"), help="the JSON file")
+    bench.add_argument("pytest_args", nargs="*", help="more arguments for every pytest run (after --)")
     args = parser.parse_args(argv)
     if args.command == "rules":
         return _rules(parser, args)
+    if args.command == "bench":
+        return _bench(parser, args)
     if args.command == "show":
         return _show(parser, args.rule_id)
     from conformance import results
@@ -83,6 +92,25 @@ def _rules(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if missing and args.format != "text":
         print(f"{len(missing)} rules without a PyTorch example: {', '.join(missing)}")
     return 0
+
+
+def _bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from conformance import bench
+    from conformance.backends import BUILTIN
+
+    backends = [b for b in args.backends.split(",") if b]
+    unknown = [b for b in backends if b not in BUILTIN and ":" not in b]
+    if not backends or unknown:
+        parser.error(f"unknown backend(s) {unknown}; known: {', '.join(BUILTIN)} (or module:Class)")
+    try:
+        workers = [int(n) for n in args.workers.split(",")]
+    except ValueError:
+        workers = []
+    if not workers or min(workers) < 1:
+        parser.error(f"--workers must be positive integers, got {args.workers!r}")
+    if args.baseline and not bench.have_git():
+        parser.error("--baseline needs git and this suite's git checkout")
+    return bench.run(backends, workers, args.baseline, args.pytest_args, args.output)
 
 
 def _show(parser: argparse.ArgumentParser, rule_id: str) -> int:

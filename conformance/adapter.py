@@ -11,6 +11,9 @@ Two layers:
 * the stateful layer (capability ``stateful`` and friends): leaf state, ``backward``, an
   ``autograd.grad``-style call, ``retain_grad``, ``detach``, grad-mode contexts, in-place ops.
 
+Optional extensions on top of the stateful layer, each its own protocol: ``Hooks`` (tensor hooks),
+``CustomFunctions`` (ops from a forward and a backward) and ``Training`` (the engine's optimizer).
+
 An adapter declares what its engine has in ``capabilities``; a rule that needs a missing
 capability is reported as unsupported, never passed and never failed. Errors are matched by
 meaning: ``errors`` maps each meaning in ``ERROR_MEANINGS`` to the exception types (and, where
@@ -45,6 +48,7 @@ CAPABILITIES: dict[str, str] = {
     "set_grad_enabled": "set_grad_enabled(flag) as a context manager",
     "inference_mode": "inference_mode context and inference tensors",
     "higher_order": "create_graph / nested vjp: gradients that can be differentiated again",
+    "forward_mode": "jvp(fn, primals, tangents): forward-mode Jacobian-vector products, differentiable by vjp",
     "graph_freeing": "saved tensors freed after backward unless retain_graph",
     "inplace": "in-place ops (add_, mul_, sub_, zero_, copy_)",
     "views": "index results are views: in-place writes through them reach the base",
@@ -52,11 +56,16 @@ CAPABILITIES: dict[str, str] = {
     "detach": "detach(): a leaf alias that shares storage and the version counter",
     "detach_": "detach_(): detach a non-leaf in place",
     "integer_tensors": "integer and bool tensors exist (so the 'cannot require grad' rules apply)",
+    "float32": "float32 tensors (declared explicitly, like every other dtype)",
     "float64": "float64 tensors",
     "float16": "float16 tensors",
     "bfloat16": "bfloat16 tensors",
     "mixed_dtypes": "binary ops between tensors of different floating dtypes promote",
     "devices": "more than one device, so device rules apply",
+    "hooks": "tensor hooks (register_hook) that see and may replace a tensor's gradient, removable",
+    "post_accumulate_hooks": "hooks on a leaf that run after its .grad was updated",
+    "custom_function": "custom ops from a forward and a backward (torch.autograd.Function)",
+    "optimizer": "an SGD optimizer over a list of leaves, with zero_grad and step",
 }
 """Every capability name a rule may need, with what it means. Specs are validated against it."""
 
@@ -83,6 +92,10 @@ ERROR_MEANINGS: dict[str, str] = {
     "device_mismatch": "tensors on different devices in one op",
     "detach_view": "detach_() on a view",
     "inference_tensor_saved": "an inference tensor saved for backward",
+    "hook_without_grad": "a hook registered on a tensor that does not require grad",
+    "hook_shape_mismatch": "a hook returned a gradient of another shape than the one it was given",
+    "once_differentiable": "differentiating again through a backward marked once-differentiable",
+    "nonfloat_differentiated": "vjp/jvp with respect to an integer or bool primal",
 }
 """Every error meaning a rule may expect. An adapter maps each one its engine raises."""
 
@@ -128,6 +141,7 @@ OPS: dict[str, str] = {
     "argmax": "argmax(a): an integer index, never requires grad",
     "clone": "clone(a)",
     "to_dtype": "to_dtype(a, dtype): a differentiable cast",
+    "stop_gradient": "stop_gradient(a): a's value, with a zero gradient at every order (torch's detach)",
     "add_": "add_(a, b): in place, returns a",
     "sub_": "sub_(a, b): in place, returns a",
     "mul_": "mul_(a, b): in place, returns a",
@@ -140,7 +154,15 @@ OPS: dict[str, str] = {
 
 @runtime_checkable
 class Functional(Protocol):
-    """The functional core: what every engine provides. A functional-only adapter implements this alone."""
+    """The functional core: what every engine provides. A functional-only adapter implements this alone.
+
+    An engine with forward mode (capability ``forward_mode``, checked by ``validate``; not a member here,
+    so an adapter without it still is a ``Functional``) also has
+    ``jvp(fn, primals, tangents) -> (fn(*primals), tangent_out)``: ``tangent_out = J @ tangents``, one
+    tangent per primal, in the output's dtype and shape, from the engine's own forward mode (never
+    emulated in the adapter). With ``higher_order`` too, ``fn`` may itself call ``vjp``
+    (forward-over-reverse Hessian-vector products).
+    """
 
     name: str
     """Short name, as given to ``--backend``."""
@@ -258,6 +280,68 @@ class Adapter(Functional, Protocol):
     def inference_mode(self) -> AbstractContextManager[None]: ...
 
 
+# The optional extensions below are not members of ``Adapter``, so an adapter without them still is one;
+# ``validate`` checks that an adapter declaring the capability has the methods (``CAPABILITY_METHODS``).
+
+
+@runtime_checkable
+class Hooks(Protocol):
+    """Tensor hooks (capabilities ``hooks``, ``post_accumulate_hooks``)."""
+
+    def register_hook(self, t: Tensor, fn: Callable[[Tensor], Tensor | None]) -> Any:
+        """``t.register_hook(fn)``: ``fn(grad)`` sees the gradient flowing into ``t``; a tensor it returns
+        replaces that gradient. Returns a handle for ``remove_hook``."""
+
+    def register_post_accumulate_grad_hook(self, t: Tensor, fn: Callable[[Tensor], None]) -> Any:
+        """``fn(t)`` runs on a leaf after backward updated its ``.grad``. Returns a handle for ``remove_hook``."""
+
+    def remove_hook(self, handle: Any) -> None:
+        """``handle.remove()``: the hook no longer runs."""
+
+
+@runtime_checkable
+class CustomFunctions(Protocol):
+    """Custom ops from a forward and a backward (capability ``custom_function``)."""
+
+    def function(
+        self,
+        forward: Callable[..., Tensor],
+        backward: Callable[..., Tensor | tuple[Tensor | None, ...] | None],
+        once_differentiable: bool = False,
+    ) -> Callable[..., Tensor]:
+        """A new op, ``torch.autograd.Function`` style: the returned callable ``apply(*inputs)`` runs
+        ``forward(ctx, *inputs)`` (with grad mode off; one tensor out) and records a node whose backward is
+        ``backward(ctx, grad)``, returning one gradient or None per input (a bare tensor for one input).
+        With ``once_differentiable`` the backward runs with grad mode off, and differentiating its result
+        again raises ``once_differentiable``. ``ctx`` is only passed to the four methods below."""
+
+    def save_for_backward(self, ctx: Any, *tensors: Tensor) -> None:
+        """``ctx.save_for_backward(*tensors)``, in forward: checked against in-place writes at backward."""
+
+    def saved_tensors(self, ctx: Any) -> tuple[Tensor, ...]:
+        """``ctx.saved_tensors``, in backward."""
+
+    def needs_input_grad(self, ctx: Any) -> tuple[bool, ...]:
+        """``ctx.needs_input_grad``: per input, whether it requires grad."""
+
+    def mark_non_differentiable(self, ctx: Any, *outputs: Tensor) -> None:
+        """``ctx.mark_non_differentiable(*outputs)``, in forward: those outputs do not require grad."""
+
+
+@runtime_checkable
+class Training(Protocol):
+    """The engine's own optimizer (capability ``optimizer``)."""
+
+    def optimizer(self, params: Sequence[Tensor], lr: float) -> Any:
+        """The engine's own plain SGD (no momentum, no weight decay) over ``params``: ``p -= lr * p.grad``."""
+
+    def zero_grad(self, opt: Any) -> None:
+        """``opt.zero_grad()`` with the engine's default: each ``.grad`` becomes None or zeros."""
+
+    def step(self, opt: Any) -> None:
+        """``opt.step()``: one update from the current ``.grad`` of every parameter."""
+
+
 CORE = ("name", "capabilities", "errors", "ops", "engine_version", "devices", "tensor", "numpy", "dtype", "shape",
         "device", "vjp")  # fmt: skip
 """What every adapter has: the functional core."""
@@ -273,8 +357,20 @@ CAPABILITY_METHODS: dict[str, tuple[str, ...]] = {
     "version_counter": ("version",),
     "detach": ("detach", "shares_storage"),
     "detach_": ("detach_",),
+    "forward_mode": ("jvp",),
+    "hooks": ("register_hook", "remove_hook"),
+    "post_accumulate_hooks": ("register_post_accumulate_grad_hook", "remove_hook"),
+    "custom_function": (
+        "function",
+        "save_for_backward",
+        "saved_tensors",
+        "needs_input_grad",
+        "mark_non_differentiable",
+    ),
+    "optimizer": ("optimizer", "zero_grad", "step"),
 }
-"""The stateful methods each capability promises: declared capabilities are checked against them."""
+"""The methods each capability promises (the stateful layer's, and forward mode's ``jvp``): declared capabilities
+are checked against them."""
 
 
 def validate(adapter: Any) -> list[str]:

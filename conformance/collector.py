@@ -13,9 +13,9 @@ line, the JSON, the HTML and the exit code always say the same.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
+import resource
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -33,7 +33,7 @@ from conformance.strategies import Case
 
 PROPERTY = "conformance"
 """Name of the user property that carries a result record from the test's process to the controller."""
-EXPECTED = pytest.StashKey[Expectation]()
+EXPECTED = plugin.EXPECTED
 _OUTPUTS = ("results_json", "report_html", "explore_out")
 
 
@@ -106,6 +106,11 @@ def failure_record(failure: CheckFailure, outcome: runner.Outcome) -> dict[str, 
     }
 
 
+def _peak_rss_mb() -> float:
+    """The peak resident memory of this process (the worker that ran the check) so far, in MiB."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def _rule_param(item: pytest.Item) -> tuple[specs.Rule, str] | None:
     params = getattr(getattr(item, "callspec", None), "params", {})
     rule = params.get("rule")
@@ -122,6 +127,7 @@ class Collector:
             expectations = ()
             if path := config.getoption("expected_failures"):
                 expectations = tuple(load_expectations(path, [*specs.load(), *self.run.rules]))
+                self._check_runnable(path, expectations)
             levels = parse_levels(config.getoption("gate_levels"))
             self.gate = Gate(levels, expectations, config.getoption("strict_expected"))
         except GateError as exc:
@@ -166,12 +172,14 @@ class Collector:
         outcome = item.stash.get(plugin.OUTCOME, None)
         expected = item.stash.get(EXPECTED, None)
         status = status_of(outcome, expected is not None, call.when == "call" and call.excinfo is None)
-        facts: dict[str, Any] = {"duration_s": round(report.duration, 4)}
+        facts: dict[str, Any] = {"duration_s": round(report.duration, 4), "peak_rss_mb": _peak_rss_mb()}
         if expected is not None:
             facts["expected"] = expected.as_dict()
         if outcome is not None:
             facts["missing"] = list(outcome.missing)
             facts["examples_run"] = outcome.examples or None
+            if outcome.engine_seconds is not None:
+                facts["engine_s"] = round(outcome.engine_seconds, 4)
             facts["example_script"] = outcome.example_script or runner.example_script(rule, dtype)
             if outcome.failure is not None:
                 facts["failure"] = failure_record(outcome.failure, outcome)
@@ -183,6 +191,20 @@ class Collector:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """The checks this run must report (after ``-k``/``-m`` deselection): any left without a result never ran."""
         self.collected.update(item.nodeid for item in session.items if _rule_param(item) is not None)
+
+    def _check_runnable(self, path: Path, expectations: tuple[Expectation, ...]) -> None:
+        """An expected failure the engine cannot even run (it lacks a capability, an op, the device) is
+        stale: it claims a deviation no run can show, and would hide the rule once the engine grows it."""
+        by_id = {r.id: r for r in [*specs.load(), *self.run.rules]}
+        for entry in expectations:
+            rule = by_id[entry.rule]
+            dtypes = [entry.dtype] if entry.dtype else rule.dtypes
+            lacks = [runner.missing(self.run.adapter, rule, d, self.run.device) for d in dtypes]
+            if all(lacks):
+                raise GateError(
+                    f"{path}: rule {entry.rule!r}: {self.run.adapter.name} cannot run it on {self.run.device} (it lacks"
+                    f" {', '.join(lacks[0])}), so the entry is stale: remove it"
+                )
 
     # -- on the controller -------------------------------------------------------------------------
     @pytest.hookimpl(optionalhook=True)
@@ -228,10 +250,7 @@ class Collector:
         facts: dict[str, Any] = {"duration_s": round(elapsed, 4), "error": detail}
         worker = getattr(getattr(report, "node", None), "gateway", None)
         inflight = self.run.inflight(getattr(worker, "id", "main"))
-        try:
-            last = json.loads(inflight.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            last = None
+        last = runner.InFlight.read(inflight)
         if last and last.get("rule") == rule.id and last.get("dtype") == dtype:
             failure = CheckFailure(status, detail, "?", last["script"], last["case"], dtype, dict(rule.tolerances))
             outcome = runner.Outcome(rule, dtype, failure=failure, replay=self.run.replay(rule, dtype))

@@ -15,6 +15,7 @@ import sys
 import traceback
 from typing import Any
 
+from conformance.literal import Script
 from conformance.runtime import ConformanceFailure
 
 _INTERRUPTED = False
@@ -57,24 +58,38 @@ class CheckFailure(AssertionError):
 
 
 def execute(
-    script: str, namespace: dict[str, Any], filename: str = "<script>", case: Any = None, dtype: str = "float32"
+    script: Script | str,
+    namespace: dict[str, Any],
+    filename: str = "<script>",
+    case: Any = None,
+    dtype: str = "float32",
 ) -> None:
-    """Run ``script`` in ``namespace``; raise ``CheckFailure`` if the engine breaks what it checks."""
+    """Run ``script`` in ``namespace``; raise ``CheckFailure`` if the engine breaks what it checks.
+
+    A ``Script`` runs its body, compiled once per rule, with its constants bound; its literal text is
+    rendered only for a failure. A plain string (a step of the stateful model) is compiled as it comes.
+    """
+    if isinstance(script, str):
+        script = Script({}, script)
+    code = script.code(filename)
+    namespace.update(script.bindings())
     try:
-        exec(compile(script, filename, "exec"), namespace)
+        exec(code, namespace)
     except ConformanceFailure as exc:
-        raise CheckFailure(exc.kind, exc.detail, _failing_line(script, filename), script, case, dtype) from exc
+        raise CheckFailure(
+            exc.kind, exc.detail, _failing_line(script.body, filename), script.text(), case, dtype
+        ) from exc
     except BaseException as exc:  # the engine misbehaved: this check fails, the run goes on
         if isinstance(exc, KeyboardInterrupt) and interrupted():
             raise
         detail = f"{type(exc).__name__}: {exc}"
-        line = _failing_line(script, filename)
-        raise CheckFailure("unexpected_error", detail, line, script, case, dtype) from exc
+        line = _failing_line(script.body, filename)
+        raise CheckFailure("unexpected_error", detail, line, script.text(), case, dtype) from exc
 
 
-def _failing_line(script: str, filename: str) -> str:
-    """The script line the exception passed through last (checks are one line each)."""
-    lines = script.splitlines()
+def _failing_line(body: str, filename: str) -> str:
+    """The body line the exception passed through last (checks are one line each)."""
+    lines = body.splitlines()
     for frame in reversed(traceback.extract_tb(sys.exc_info()[2])):
         if frame.filename == filename and frame.lineno and frame.lineno <= len(lines):
             return lines[frame.lineno - 1].strip()

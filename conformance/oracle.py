@@ -199,6 +199,7 @@ TABLE: dict[str, tuple[Callable[..., Any], tuple[Callable[..., Any] | None, ...]
     "clone": (np.copy, (lambda g, ans, a: g,)),
     "floor": (np.floor, (lambda g, ans, a: np.zeros_like(g),)),
     "to_dtype": (lambda a, dtype: np.array(a, dtype=np.float64), (lambda g, ans, a, dtype: g,)),
+    "stop_gradient": (np.copy, (lambda g, ans, a: np.zeros_like(g),)),  # not SMOOTH: FD sees the identity
 }
 """The reference VJP table. ``cat`` and ``stack`` take a list and are handled in ``SEQUENCE_OPS``."""
 
@@ -212,6 +213,10 @@ SEQUENCE_OPS: dict[str, tuple[Callable[..., Array], Callable[..., list[Array]]]]
         lambda g, ts, dim=0: [np.take(g, i, axis=dim) for i in range(len(ts))],
     ),
 }
+
+DETACHING = frozenset({"stop_gradient"})
+"""Ops whose gradient is not the derivative of their value (it is zero by definition): no finite difference
+of a value can be the reference for a program that calls one, at any order."""
 
 NON_DIFFERENTIABLE: dict[str, Callable[..., Array]] = {"gt": np.greater, "argmax": np.argmax}
 """Ops whose outputs never carry a gradient."""
@@ -356,6 +361,27 @@ def _reverse(out: Any, nodes: dict[str, Node], cotangent: Array | None) -> dict[
     }
 
 
+def jvp(program: str, tangents: Mapping[str, Array], **inputs: Array) -> Array:
+    """``J @ tangents`` in float64: the forward-mode reference, built from the oracle's own VJP table.
+
+    Exact, not finite differences: the VJP is linear in its cotangent, so row ``k`` of the Jacobian is
+    the VJP of the unit cotangent ``e_k``, and ``(J v)_k = sum_i <VJP_i(e_k), v_i>`` over the inputs
+    named in ``tangents`` (the others are held constant). One oracle VJP per output element, so the
+    same conventions (kinks, ties) as the reverse rules. Where the output is NaN the tangent is NaN,
+    meaning "not defined here": an empty mean is 0/0, forward mode (torch's) applies the same 0/0 to the
+    tangents, and the rows (there are none) give 0; the ops.*.jvp rules check only dtype and shape
+    there. ``tangents`` maps input names to arrays of their shapes.
+    """
+    out = value(program, **inputs)
+    flat = np.zeros(out.size, dtype=np.float64)
+    for k in range(out.size):
+        unit = np.zeros(out.size, dtype=np.float64)
+        unit[k] = 1.0
+        rows = vjp(program, unit.reshape(out.shape), **inputs)
+        flat[k] = sum(float(np.sum(rows[n] * np.asarray(t, dtype=np.float64))) for n, t in tangents.items())
+    return np.where(np.isnan(out), np.nan, flat.reshape(out.shape))
+
+
 def fd_vjp(
     fn: Callable[..., Array], inputs: Mapping[str, Array], cotangent: Array | None = None, eps: float = 1e-6
 ) -> dict[str, Array]:
@@ -381,6 +407,27 @@ def fd_vjp(
             g[i] = (f_hi - f_lo) / (2 * step)
         grads[name] = g
     return grads
+
+
+def along(
+    fn: Callable[..., Any], inputs: Mapping[str, Array], direction: Mapping[str, Array], eps: float = 1e-6
+) -> Any:
+    """Central difference of ``fn(**inputs)`` along ``direction`` (a step for some of the inputs, all at
+    once): ``(fn(x + h d) - fn(x - h d)) / 2h``, for an ``fn`` that returns an array or a dict of them.
+
+    Two evaluations, whatever the sizes: of the value it is ``J d``; of the oracle's VJP it is the
+    Hessian-vector product ``H d``, which is what second-order checks need (H is symmetric).
+    """
+    scale = max([1.0, *(float(np.max(np.abs(inputs[n]), initial=0.0)) for n in direction)])
+    step = eps * scale / max([1.0, *(float(np.max(np.abs(d), initial=0.0)) for d in direction.values())])
+
+    def at(sign: float) -> Any:
+        return fn(**{**inputs, **{n: inputs[n] + sign * step * np.asarray(d) for n, d in direction.items()}})
+
+    hi, lo = at(1.0), at(-1.0)
+    if isinstance(hi, dict):
+        return {k: (np.asarray(hi[k]) - np.asarray(lo[k])) / (2 * step) for k in hi}
+    return (np.asarray(hi, dtype=np.float64) - np.asarray(lo, dtype=np.float64)) / (2 * step)
 
 
 def program_fd_vjp(program: str, cotangent: Array | None = None, **inputs: Array) -> dict[str, Array]:
@@ -409,6 +456,7 @@ NAMESPACE: dict[str, Any] = {
     "np": np,
     "value": value,
     "vjp": vjp,
+    "jvp": jvp,
     "sgd": sgd,
     "fd_vjp": fd_vjp,
     "program_fd_vjp": program_fd_vjp,

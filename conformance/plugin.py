@@ -52,6 +52,8 @@ unrelated rules unrun: every crash is one check's failure, so the cap is effecti
 STASH = pytest.StashKey["Run"]()
 OUTCOME = pytest.StashKey[runner.Outcome]()
 """Set on each rule's test item: what the results file and the report record about it."""
+EXPECTED = pytest.StashKey[Any]()
+"""Set by the results collector on a check its expected-failures file lists (a ``gate.Expectation``)."""
 
 
 @dataclass
@@ -82,8 +84,9 @@ class Run:
         inflight = self.inflight(self.worker) if self.isolated else None
         if inflight is not None:
             inflight.parent.mkdir(parents=True, exist_ok=True)
+        known = stash is not None and EXPECTED in stash
         outcome = runner.check(
-            self.adapter, rule, dtype, self.device, self.seed, self.hypothesis_settings, inflight=inflight
+            self.adapter, rule, dtype, self.device, self.seed, self.hypothesis_settings, inflight, shrink=not known
         )
         if stash is not None:
             stash[OUTCOME] = outcome
@@ -92,7 +95,7 @@ class Run:
 
     def inflight(self, worker: str) -> Path:
         """Where a worker writes the case it is running, so its crash or hang still gets a repro."""
-        return self.repro_dir / self.adapter.name / ".inflight" / f"{worker}.json"
+        return self.repro_dir / self.adapter.name / ".inflight" / f"{worker}.pickle"
 
     def conclude(self, outcome: runner.Outcome) -> None:
         """Skip an unsupported rule; fail a diverging one, with its repro written."""

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from conformance import oracle
-from conformance.literal import literal
+from conformance.literal import Script
 from conformance.specs import Rule, SpecError
 from conformance.strategies import representable, values
 
@@ -82,42 +82,46 @@ class Program:
         return [leaf.name for leaf in self.leaves if leaf.kind == "grad" and leaf.name in self.used]
 
     def forward(self) -> str:
-        text = "".join(f"{leaf.name.upper()} = {literal(leaf.array)}\n" for leaf in self.leaves)
-        text += "".join(leaf.statement() for leaf in self.leaves)
+        text = "".join(leaf.statement() for leaf in self.leaves)
         return text + "".join(f"{name} = {call}\n" for name, call in self.steps)
 
-    def backward_script(self, upstream: np.ndarray) -> str:
+    def constants(self, upstream: np.ndarray) -> dict[str, np.ndarray]:
+        return {"UPSTREAM": upstream, **{leaf.name.upper(): leaf.array for leaf in self.leaves}}
+
+    def backward_script(self, upstream: np.ndarray) -> Script:
         """Backward with a drawn gradient; every leaf's .grad against the oracle (None if none)."""
         expected = oracle.vjp(self.expression, upstream, **self.arrays)
-        text = f"UPSTREAM = {literal(upstream)}\n" + self.forward()
-        text += f"backward({self.steps[-1][0]}, tensor(UPSTREAM))\n"
+        constants = self.constants(upstream)
+        text = self.forward() + f"backward({self.steps[-1][0]}, tensor(UPSTREAM))\n"
         for leaf in self.leaves:
             if leaf.name in self.wrt:
-                text += f"expect_grad({leaf.name}, {literal(expected[leaf.name])})\n"
+                constants[f"EXPECTED_{leaf.name.upper()}"] = expected[leaf.name]
+                text += f"expect_grad({leaf.name}, EXPECTED_{leaf.name.upper()})\n"
             else:
                 text += f"expect_no_grad({leaf.name})\n"
-        return text
+        return Script(constants, text)
 
-    def gradgrad_script(self, upstream: np.ndarray, weights: dict[str, np.ndarray]) -> str:
-        """Second order: the gradient of <vjp(program, upstream), weights> through nested vjp,
-        against finite differences of the oracle's own first-order VJP."""
+    def gradgrad_script(self, upstream: np.ndarray, weights: dict[str, np.ndarray]) -> Script:
+        """Second order: the gradient of <vjp(program, upstream), weights> through nested vjp, against
+        central differences of the oracle's own first-order VJP along the weights (``H w``)."""
         wrt = self.wrt
-
-        def inner(**inputs: np.ndarray) -> np.ndarray:
-            grads = oracle.vjp(self.expression, upstream, **{**self.arrays, **inputs})
-            return np.asarray(sum(np.sum(grads[n] * weights[n]) for n in wrt))
-
-        expected = oracle.fd_vjp(inner, {n: self.arrays[n] for n in wrt})
+        vjp = oracle.along(
+            lambda **kw: oracle.vjp(self.expression, upstream, **kw), self.arrays, {n: weights[n] for n in wrt}
+        )
+        expected = {n: vjp[n] for n in wrt}
+        constants = self.constants(upstream)
+        constants.update({f"W_{n.upper()}": weights[n] for n in wrt})
+        constants.update({f"EXPECTED_{n.upper()}": expected[n] for n in wrt})
         args = ", ".join(wrt)
         body = "".join(f"    {name} = {call}\n" for name, call in self.steps)
-        pairing = [f"sum(mul(g[{i}], tensor({literal(weights[n])})))" for i, n in enumerate(wrt)]
-        text = f"UPSTREAM = {literal(upstream)}\n" + self.forward()
+        pairing = [f"sum(mul(g[{i}], tensor(W_{n.upper()})))" for i, n in enumerate(wrt)]
+        text = self.forward()
         text += f"def program({args}):\n{body}    return {self.steps[-1][0]}\n"
         text += f"def paired({args}):\n    out, g = vjp(program, [{args}], tensor(UPSTREAM))\n"
         text += f"    return {functools.reduce(lambda total, term: f'add({total}, {term})', pairing)}\n"
         text += f"out, second = vjp(paired, [{args}], tensor(1.0))\n"
-        text += "".join(f"expect_close(second[{i}], {literal(expected[n])})\n" for i, n in enumerate(wrt))
-        return text
+        text += "".join(f"expect_close(second[{i}], EXPECTED_{n.upper()})\n" for i, n in enumerate(wrt))
+        return Script(constants, text)
 
 
 def _calls(draw: st.DrawFn, nodes: list[Value], result: tuple[int, ...]) -> tuple[str, list[Value]] | None:
@@ -255,7 +259,7 @@ class ProgramTemplate:
     def example(self, rule: Rule, case: Any) -> Any:
         return case
 
-    def script(self, rule: Rule, case: ProgramCase) -> str:
+    def script(self, rule: Rule, case: ProgramCase) -> Script:
         if case.weights is None:
             return case.program.backward_script(case.upstream)
         return case.program.gradgrad_script(case.upstream, case.weights)

@@ -75,7 +75,7 @@ def example_script(rule: Rule, dtype: str) -> str:
         if isinstance(template, Template):
             shapes = {name: array.shape for name, array in case.arrays.items()}
             case = example_case(rule.given, {"shapes": shapes, "result": case.result}, dtype)
-    return template.script(rule, template.example(rule, case))
+    return template.script(rule, template.example(rule, case)).text()
 
 
 def entry(rule: Rule) -> Entry:

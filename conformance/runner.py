@@ -10,18 +10,21 @@ skip or a failure; the results collector records it.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import pickle
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import hypothesis
-from hypothesis import example, given, settings
+from hypothesis import Phase, example, given, settings
 
 from conformance import runtime, templates
+from conformance.adapter import OPS
 from conformance.failures import CheckFailure, execute
+from conformance.literal import Script
 from conformance.model import ModelTemplate
 from conformance.specs import Rule
 from conformance.strategies import example_case
@@ -39,6 +42,8 @@ class Outcome:
     failure: CheckFailure | None = None
     examples: int = 0
     """Cases run: explicit, generated and shrinking."""
+    engine_seconds: float | None = None
+    """Time inside the engine: the scripts' calls into the adapter and its ops (``Stopwatch``)."""
     example_script: str | None = None
     """The script of the rule's first explicit example, as it ran."""
     repro_path: Path | None = None
@@ -56,7 +61,7 @@ def rule_seed(rule: Rule, dtype: str) -> int:
 def missing(adapter: Any, rule: Rule, dtype: str, device: str) -> list[str]:
     """Why ``adapter`` cannot run ``rule`` in ``dtype`` on ``device``; empty when it can."""
     needs = [*templates.needs(rule), dtype]
-    lacks = [n for n in needs if n not in adapter.capabilities and n != "float32"]
+    lacks = [n for n in needs if n not in adapter.capabilities]
     ops = adapter.ops
     lacks += [f"op:{name}" for name in sorted(TEMPLATES[rule.template].ops(rule)) if not hasattr(ops, name)]
     if device not in adapter.devices():
@@ -64,21 +69,65 @@ def missing(adapter: Any, rule: Rule, dtype: str, device: str) -> list[str]:
     return lacks
 
 
+class Stopwatch:
+    """Time spent inside the engine: each outermost call a script makes into the adapter or its ops,
+    summed (a call the engine makes back into the script, like ``vjp``'s function, counts as the engine's).
+
+    The checks' own reads of the adapter (``numpy``, ``dtype`` in ``expect_close``) are not counted, so
+    the figure is a lower bound of the engine's share. Costs one Python call per engine call.
+    """
+
+    ENGINE = frozenset({*OPS, *runtime.STATEFUL, "tensor"})
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._depth = 0
+
+    def timed(self, namespace: dict[str, Any]) -> dict[str, Any]:
+        """``namespace`` with its engine calls timed."""
+        return {k: self._wrap(v) if k in self.ENGINE and callable(v) else v for k, v in namespace.items()}
+
+    def _wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if self._depth:
+                return fn(*args, **kwargs)
+            self._depth += 1
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+                self._depth -= 1
+
+        return timed
+
+
 class InFlight:
     """The case a check is running, written down before it runs: if the engine crashes the process
     or hangs, the controller still knows the script that did it and can write its repro.
 
-    One file per worker, kept open and overwritten in place: a write per case must cost microseconds.
+    One file per worker, kept open and overwritten in place with a pickle of the case and its script:
+    a write per case must cost microseconds, so the script's text is rendered only when it is read.
     """
 
     def __init__(self, path: Path | None) -> None:
         self.fd = None if path is None else os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
 
-    def write(self, rule: Rule, dtype: str, case: Any, script: str) -> None:
+    def write(self, rule: Rule, dtype: str, case: Any, script: Script | str) -> None:
         if self.fd is not None:
-            data = json.dumps({"rule": rule.id, "dtype": dtype, "case": repr(case), "script": script}).encode()
+            data = pickle.dumps((rule.id, dtype, case, script))
             os.pwrite(self.fd, data, 0)
             os.ftruncate(self.fd, len(data))
+
+    @staticmethod
+    def read(path: Path) -> dict[str, str] | None:
+        """The rule id, dtype, case (as printed) and script text last written to ``path``, if any."""
+        try:
+            rule, dtype, case, script = pickle.loads(path.read_bytes())
+        except (OSError, ValueError, EOFError, pickle.UnpicklingError):
+            return None
+        text = script if isinstance(script, str) else script.text()
+        return {"rule": rule, "dtype": dtype, "case": case if isinstance(case, str) else repr(case), "script": text}
 
     def close(self) -> None:
         if self.fd is not None:
@@ -93,10 +142,13 @@ def check(
     seed: int | None = None,
     overrides: settings | None = None,
     inflight: Path | None = None,
+    shrink: bool = True,
 ) -> Outcome:
     """Run ``rule`` in ``dtype`` through Hypothesis; the outcome holds the shrunk failure, if any.
 
     ``seed`` None is the gate's seed, fixed per rule; ``overrides`` replaces the loaded profile.
+    ``shrink`` False keeps the first failing case as it was drawn: for a check listed as an expected
+    failure, whose deviation is known, shrinking is most of a slow engine's time and tells nothing new.
     """
     outcome = Outcome(rule, dtype, missing=missing(adapter, rule, dtype, device))
     template = TEMPLATES[rule.template]
@@ -116,6 +168,8 @@ def check(
         test = template.test(adapter, rule, dtype, device, seed, overrides, progress)
     else:
         test = _property(adapter, rule, dtype, device, template, outcome, where, tolerances)
+        if not shrink:
+            overrides = settings(overrides, phases=[p for p in Phase if p not in (Phase.shrink, Phase.explain)])
         if overrides is not None:
             test = overrides(test)
         test = hypothesis.seed(seed)(test)
@@ -143,15 +197,19 @@ def _property(
     explicit = [template.example(rule, example_case(rule.given, raw, dtype)) for raw in rule.examples]
     first = explicit[0] if explicit else None
     filename = f"<rule {rule.id}>"
+    stopwatch = Stopwatch()
+    bound = stopwatch.timed(runtime.bind(adapter, dtype, device, tolerances))
 
     def prop(case: Any) -> None:
         outcome.examples += 1
         script = template.script(rule, case)
         if case is first:
-            outcome.example_script = script
+            outcome.example_script = script.text()
         where.write(rule, dtype, case, script)
-        namespace = runtime.bind(adapter, dtype, device, tolerances)
-        execute(script, namespace, filename, case, dtype)
+        try:
+            execute(script, dict(bound), filename, case, dtype)
+        finally:
+            outcome.engine_seconds = stopwatch.seconds
 
     # Every rule shares this inner function: key Hypothesis's database per rule.
     prop._hypothesis_internal_add_digest = f"{rule.id}/{dtype}".encode()  # type: ignore[attr-defined]
@@ -167,6 +225,6 @@ def example_script(rule: Rule, dtype: str) -> str | None:
         return None
     template = TEMPLATES[rule.template]
     try:
-        return template.script(rule, template.example(rule, example_case(rule.given, rule.examples[0], dtype)))
+        return template.script(rule, template.example(rule, example_case(rule.given, rule.examples[0], dtype))).text()
     except Exception as exc:  # the rule's own check reports this; the results must still be written
         return f"# the example's script could not be built: {type(exc).__name__}: {exc}"

@@ -89,6 +89,16 @@ class Boundary:
             raise AdapterMistake("vjp", f"returned {len(result[1])} gradients for {len(primals)} primals")
         return result
 
+    def jvp(self, fn: Any, primals: Any, tangents: Any) -> tuple[Any, Any]:
+        if len(tangents) != len(primals):  # the script's own mistake, reported before the engine runs
+            raise TypeError(f"jvp: {len(tangents)} tangents for {len(primals)} primals")
+        result = self.adapter.jvp(fn, primals, tangents)
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise AdapterMistake("jvp", f"returned {type(result).__name__}, not a pair (output, tangent)")
+        if isinstance(result[1], (list, tuple)):
+            raise AdapterMistake("jvp", f"returned a {type(result[1]).__name__} of tangents, not one output tangent")
+        return result
+
 
 class Checks:
     """The ``expect_*`` vocabulary, bound to one adapter, dtype and tolerance table."""
@@ -211,11 +221,23 @@ STATEFUL = (
     "set_grad_enabled",
     "is_grad_enabled",
     "inference_mode",
+    "register_hook",
+    "register_post_accumulate_grad_hook",
+    "remove_hook",
+    "function",
+    "save_for_backward",
+    "saved_tensors",
+    "needs_input_grad",
+    "mark_non_differentiable",
+    "optimizer",
+    "zero_grad",
+    "step",
     "numpy",
     "dtype",
     "shape",
     "device",
     "vjp",
+    "jvp",
 )
 """Adapter methods a script may call by their bare names."""
 
@@ -246,6 +268,8 @@ def bind(
     namespace.update({name: getattr(adapter, name) for name in STATEFUL if hasattr(adapter, name)})
     namespace.update({name: getattr(checks, name) for name in CHECKS})
     namespace.update(numpy=checks.boundary.numpy, vjp=checks.boundary.vjp)
+    if hasattr(adapter, "jvp"):
+        namespace["jvp"] = checks.boundary.jvp
     namespace["tensor"] = tensor
     namespace["in_thread"] = in_thread
     return namespace

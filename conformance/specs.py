@@ -265,9 +265,10 @@ def load_file(path: Path) -> list[Rule]:
 
 def expand_op(op: Any, path: Path, area: str, second_order_tolerance: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The rules of one ``[[op]]`` entry: per argument form, ``<area>.<op>.<form>.vjp`` and ``.vjp2``
-    (first and second order through the functional core), or ``.no-grad`` for an op that promises
-    outputs that never require grad. The op's ``given``, ``examples`` and ``tolerance`` are each
-    form's defaults."""
+    (first and second order through the functional core) and ``.jvp`` (forward mode, needs
+    ``forward_mode``), or ``.no-grad`` for an op that promises outputs that never require grad. A
+    detaching op (``oracle.DETACHING``) gets no ``.vjp2``: finite differences of its value are no
+    reference. The op's ``given``, ``examples`` and ``tolerance`` are each form's defaults."""
     _expect(isinstance(op, dict), path, None, "op", "each [[op]] must be a table")
     name = op.get("name")
     _expect(name in OPS, path, f"op {name}", "name", f"not in the op catalog; known: {sorted(OPS)}")
@@ -294,10 +295,12 @@ def expand_op(op: Any, path: Path, area: str, second_order_tolerance: Mapping[st
             rules.append(_no_grad_rule(f"{prefix}.no-grad", what, common))
             continue
         wrt = raw.get("wrt", given.get("names", ["x"]))
+        _check_program(raw["program"], given, path, f"{prefix}.vjp")
         weights = {n: f"{n}_w" for n in wrt} if isinstance(wrt, list) else {}
         like = {**given.get("like", {}), **{w: n for n, w in weights.items()}}
         tolerance = {**second_order_tolerance, **op.get("tolerance", {})}
         rules += [
+            _jvp_rule(f"{prefix}.jvp", what, common, given, wrt if isinstance(wrt, list) else [], tolerance),
             {
                 **common,
                 "id": f"{prefix}.vjp",
@@ -307,6 +310,10 @@ def expand_op(op: Any, path: Path, area: str, second_order_tolerance: Mapping[st
                 "tolerance": op.get("tolerance", {}),
                 **({"wrt": wrt} if "wrt" in raw else {}),
             },
+        ]
+        if name in oracle.DETACHING:  # no finite-difference reference: its second order is in detach.toml
+            continue
+        rules.append(
             {
                 **common,
                 "id": f"{prefix}.vjp2",
@@ -316,9 +323,68 @@ def expand_op(op: Any, path: Path, area: str, second_order_tolerance: Mapping[st
                 "weights": weights,
                 "given": {**given, "like": like},
                 "tolerance": tolerance,
-            },
-        ]
+            }
+        )
     return rules
+
+
+def _check_program(program: str, given: Any, path: Path, rid: str) -> None:
+    """The form's program, checked once against its names: the ``.jvp`` rule embeds it in its steps, where a
+    mistake would be reported against a generated script; here it names the form's ``.vjp`` rule."""
+    from conformance.templates import VOCABULARY  # templates imports this module
+
+    names = list(given.get("names", ["x"])) if isinstance(given, dict) else ["x"]
+    try:
+        language.compile_expression(program, frozenset(VOCABULARY | {*names, *(n.upper() for n in names)}))
+    except language.LanguageError as exc:
+        raise SpecError(path, rid, "program", str(exc)) from exc
+
+
+def _jvp_rule(
+    rid: str, what: str, common: dict[str, Any], given: Any, wrt: list[str], tolerance: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Forward mode of one op form (``scenario``, needs ``forward_mode``): the engine's jvp with drawn tangents
+    ``<n>_t`` equals the oracle's ``J @ t``, in the output's dtype, and the dot-product test
+    ``<u, J t> = sum_i <(J^T u)_i, t_i>`` holds between the engine's own jvp and vjp, for a cotangent ``u``
+    drawn as ``u_out`` (like the first input) and resized to the output's shape. Where the output is NaN (an
+    empty mean) the tangent's value is implementation-defined: only its dtype and shape are checked."""
+    names = list(given.get("names", ["x"])) if isinstance(given, dict) else ["x"]
+    program, args = common["program"], ", ".join(wrt)
+    tangents = {n: f"{n}_t" for n in wrt}
+    inputs = ", ".join([*(f"{n}={n.upper()}" for n in names), "RESULT=RESULT"])
+    oracle = {
+        "COTANGENT": f"np.resize(U_OUT, np.shape(value({program!r}, {inputs})))",
+        "EXPECTED_JVP": f"jvp({program!r}, {{{', '.join(f'{n!r}: {t.upper()}' for n, t in tangents.items())}}}, {inputs})",
+    }
+    terms = [f"sum(mul(pulled[{i}], tensor({t.upper()})))" for i, t in enumerate(tangents.values())]
+    pulled = terms[0]
+    for term in terms[1:]:
+        pulled = f"add({pulled}, {term})"
+    steps = "".join(f"{n} = tensor({n.upper()})\n" for n in names)
+    steps += (
+        f"primal_out, tangent_out = jvp(lambda {args}: {program}, [{args}],"
+        f" [{', '.join(f'tensor({t.upper()})' for t in tangents.values())}])\n"
+        "if np.all(np.isfinite(EXPECTED_JVP)):\n"
+        "    expect_close(tangent_out, EXPECTED_JVP, dtype=dtype(primal_out))\n"
+        "    cotangent = tensor(COTANGENT, dtype(primal_out))\n"
+        f"    pulled = vjp(lambda {args}: {program}, [{args}], cotangent)[1]\n"
+        f"    expect_close(sum(mul(cotangent, tangent_out)), numpy({pulled}), dtype=dtype(primal_out))\n"
+        "else:  # a NaN output (an empty mean): its tangent is 0/0 in forward mode, 0 by the rows\n"
+        "    expect_equal([dtype(tangent_out), shape(tangent_out)], [dtype(primal_out), shape(primal_out)])\n"
+    )
+    like = {**(given.get("like", {}) if isinstance(given, dict) else {}), **{t: n for n, t in tangents.items()}}
+    return {
+        **{k: v for k, v in common.items() if k != "program"},
+        "id": rid,
+        "statement": f"{what}: its jvp equals the float64 reference J t, in the output's dtype, and"
+        " <u, J t> = <J^T u, t> between its own jvp and vjp.",
+        "template": "scenario",
+        "needs": ["forward_mode"],
+        "given": {**given, "like": {**like, "u_out": names[0]}} if isinstance(given, dict) else given,
+        "tolerance": dict(tolerance),
+        "oracle": oracle,
+        "steps": steps,
+    }
 
 
 def _no_grad_rule(rid: str, what: str, common: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ in that dtype, so the oracle sees precisely what the engine sees.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -113,8 +114,10 @@ def _pin(g: Given, drawn: list[Shape]) -> tuple[list[Shape], Shape]:
     return pinned, np.broadcast_shapes(*pinned)
 
 
+@functools.lru_cache(maxsize=8192)
 def values(shape: Shape, dtype: str, domain: str) -> st.SearchStrategy[np.ndarray]:
-    """Bounded finite values of ``dtype``, as exact float64."""
+    """Bounded finite values of ``dtype``, as exact float64. One strategy object per (shape, dtype,
+    domain), reused across draws: Hypothesis validates a strategy the first time it draws from it."""
     low, high = DOMAINS[domain]
     elements = st.floats(low, high, width=_WIDTH[dtype], allow_subnormal=False)
     if domain == "nonzero":
@@ -122,18 +125,23 @@ def values(shape: Shape, dtype: str, domain: str) -> st.SearchStrategy[np.ndarra
     return hnp.arrays(np.float64, shape, elements=elements).map(lambda a: representable(a, dtype))
 
 
-@st.composite
-def cases(draw: st.DrawFn, g: Given, dtypes: Sequence[str]) -> Case:
+def cases(g: Given, dtypes: Sequence[str]) -> st.SearchStrategy[Case]:
     """A dtype, then shapes, then values for every name (and every ``like`` extra)."""
-    dtype = draw(st.sampled_from(list(dtypes)))
-    input_shapes, result = draw(shapes(g))
-    arrays = {name: draw(values(s, dtype, g.domain_of(name))) for name, s in zip(g.names, input_shapes)}
-    for extra, source in g.like.items():
-        shape = result if source == "result" else arrays[source].shape
-        arrays[extra] = draw(values(shape, dtype, g.domain_of(extra)))
-    if g.kinks is not None:
-        assume(away_from_kinks(g.kinks, arrays, tuple(result)))
-    return Case(dtype, arrays, tuple(result))
+    dtype_strategy, shape_strategy = st.sampled_from(list(dtypes)), shapes(g)
+
+    @st.composite
+    def case(draw: st.DrawFn) -> Case:
+        dtype = draw(dtype_strategy)
+        input_shapes, result = draw(shape_strategy)
+        arrays = {name: draw(values(s, dtype, g.domain_of(name))) for name, s in zip(g.names, input_shapes)}
+        for extra, source in g.like.items():
+            shape = result if source == "result" else arrays[source].shape
+            arrays[extra] = draw(values(tuple(shape), dtype, g.domain_of(extra)))
+        if g.kinks is not None:
+            assume(away_from_kinks(g.kinks, arrays, tuple(result)))
+        return Case(dtype, arrays, tuple(result))
+
+    return case()
 
 
 def away_from_kinks(kinks: str, arrays: Mapping[str, np.ndarray], result: Shape) -> bool:

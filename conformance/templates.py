@@ -1,9 +1,9 @@
 """The property templates: each turns a rule and one drawn case into a script.
 
-A script is a few lines in the runtime vocabulary (``runtime``), preceded by its inputs and the
-oracle's expectations written out as literals. The runner executes it against the adapter; a
-failure's reproduction file is the same script behind the inlined adapter and runtime. Four
-templates cover the specs:
+A script (``literal.Script``) is a few lines in the runtime vocabulary (``runtime``), the same for
+every case of a rule, and the case's constants: its inputs and the oracle's expectations. The runner
+executes the body with the constants bound; a failure's reproduction file is the same script, its
+constants written out as literals, behind the inlined adapter and runtime. The templates:
 
 * ``forward``  - the program's output (dtype, shape, values) equals the oracle's;
 * ``gradient`` - each input's gradient equals the oracle's VJP (cross-checked by finite
@@ -17,8 +17,9 @@ from __future__ import annotations
 import abc
 import ast
 import dataclasses
+import math
 import textwrap
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from hypothesis import strategies as st
 
 from conformance import language, oracle, runtime, specs
 from conformance.adapter import ERROR_MEANINGS, OPS
-from conformance.literal import literal
+from conformance.literal import Script
 from conformance.model import ModelTemplate
 from conformance.programs import ProgramTemplate
 from conformance.specs import COMMON_FIELDS, Rule, SpecError
@@ -52,10 +53,6 @@ def _inputs(case: Case) -> dict[str, Any]:
 def _oracle_inputs(case: Case) -> dict[str, Any]:
     """The program's inputs for the oracle: arrays by their program names, and ``RESULT``."""
     return {**case.arrays, "RESULT": case.result}
-
-
-def _constants(constants: Mapping[str, Any]) -> str:
-    return "".join(f"{name} = {literal(v)}\n" for name, v in constants.items())
 
 
 class Template(abc.ABC):
@@ -90,8 +87,9 @@ class Template(abc.ABC):
         return case
 
     @abc.abstractmethod
-    def script(self, rule: Rule, case: Case) -> str:
-        """The rule's script on ``case``: inputs and oracle expectations as literals, then the steps."""
+    def script(self, rule: Rule, case: Case) -> Script:
+        """The rule's script on ``case``: inputs and oracle expectations as constants, then the steps
+        (the same body for every case of a rule, so it is compiled once)."""
 
     def _leaves(self, rule: Rule, requires_grad: set[str]) -> str:
         return "".join(f"{n} = tensor({n.upper()}, requires_grad={n in requires_grad})\n" for n in rule.given.names)
@@ -100,15 +98,11 @@ class Template(abc.ABC):
 class Forward(Template):
     fields = {"program": True, "requires_grad": False}
 
-    def script(self, rule: Rule, case: Case) -> str:
+    def script(self, rule: Rule, case: Case) -> Script:
         expected = oracle.value(rule.args["program"], **_oracle_inputs(case))
         grad_names = set(rule.given.names) if rule.args.get("requires_grad") else set()
-        return (
-            _constants({**_inputs(case), "EXPECTED": expected})
-            + self._leaves(rule, grad_names)
-            + f"out = {rule.args['program']}\n"
-            + "expect_close(out, EXPECTED)\n"
-        )
+        body = self._leaves(rule, grad_names) + f"out = {rule.args['program']}\nexpect_close(out, EXPECTED)\n"
+        return Script({**_inputs(case), "EXPECTED": expected}, body)
 
 
 class Raises(Template):
@@ -122,13 +116,9 @@ class Raises(Template):
         if not (isinstance(names, list) and set(names) <= set(rule.given.names)):
             raise SpecError(rule.path, rule.id, "requires_grad", f"must list names from {list(rule.given.names)}")
 
-    def script(self, rule: Rule, case: Case) -> str:
-        return (
-            _constants(_inputs(case))
-            + self._leaves(rule, set(rule.args.get("requires_grad", [])))
-            + f"with raises({rule.args['error']!r}):\n"
-            + f"    {rule.args['program']}\n"
-        )
+    def script(self, rule: Rule, case: Case) -> Script:
+        body = self._leaves(rule, set(rule.args.get("requires_grad", [])))
+        return Script(_inputs(case), body + f"with raises({rule.args['error']!r}):\n    {rule.args['program']}\n")
 
 
 class Gradient(Template):
@@ -157,11 +147,13 @@ class Gradient(Template):
         base = cases(rule.given, dtypes)
         if rule.args.get("upstream", "drawn") == "implicit":
             return base
-        return base.flatmap(
-            lambda c: values(self._out_shape(rule, c), c.dtype, "real").map(
-                lambda g: dataclasses.replace(c, upstream=g)
-            )
-        )
+
+        @st.composite
+        def with_upstream(draw: st.DrawFn) -> Case:
+            case = draw(base)
+            return dataclasses.replace(case, upstream=draw(values(self._out_shape(rule, case), case.dtype, "real")))
+
+        return with_upstream()
 
     def example(self, rule: Rule, case: Case) -> Case:
         if rule.args.get("upstream", "drawn") == "implicit" or case.upstream is not None:
@@ -173,14 +165,10 @@ class Gradient(Template):
         program = rule.args["program"]
         grads = oracle.vjp(program, case.upstream, **_oracle_inputs(case))
         if oracle.is_smooth(program):
-            fd = oracle.program_fd_vjp(program, case.upstream, **_oracle_inputs(case))
-            for name in grads:
-                scale = 1.0 + float(np.max(np.abs(fd[name]), initial=0.0))
-                if not np.allclose(grads[name], fd[name], rtol=1e-5, atol=1e-5 * scale):
-                    raise OracleError(f"oracle VJP of {program!r} for {name} disagrees with finite differences")
+            _cross_check(program, case, grads)
         return grads
 
-    def script(self, rule: Rule, case: Case) -> str:
+    def script(self, rule: Rule, case: Case) -> Script:
         program, via, wrt = rule.args["program"], rule.args.get("via", "backward"), self._wrt(rule)
         grads = self.expected(rule, case)
         constants = {**_inputs(case), **{f"EXPECTED_{n.upper()}": grads[n] for n in wrt}}
@@ -188,7 +176,7 @@ class Gradient(Template):
         if case.upstream is not None:
             constants["UPSTREAM"] = case.upstream
             cotangent = "tensor(UPSTREAM)"
-        text = _constants(constants)
+        text = ""
         if via == "vjp":
             text += self._leaves(rule, set())
             cot = cotangent if case.upstream is not None else "tensor(np.ones(shape(out)))"
@@ -203,7 +191,28 @@ class Gradient(Template):
         for i, name in enumerate(wrt):
             check = f"expect_grad({name}, " if via == "backward" else f"expect_close(grads[{i}], "
             text += f"{check}EXPECTED_{name.upper()})\n"
-        return text
+        return Script(constants, text)
+
+
+def _cross_check(program: str, case: Case, grads: dict[str, np.ndarray]) -> None:
+    """The oracle's VJP against a central difference along one random direction ``v`` of all inputs
+    at once: ``<grads, v>`` must equal ``d/dh <u, f(x + h v)>``. Any wrong element of ``grads``
+    shows almost surely, at two evaluations of the program instead of two per element."""
+    inputs = _oracle_inputs(case)
+    rng = np.random.default_rng(len(grads))
+    direction = {name: rng.standard_normal(np.shape(grads[name])) for name in grads}
+    step = 1e-6 * max([1.0, *(float(np.max(np.abs(inputs[n]), initial=0.0)) for n in grads)])
+    upstream = 1.0 if case.upstream is None else case.upstream
+
+    def pairing(sign: float) -> float:
+        moved = {n: inputs[n] + sign * step * direction[n] for n in grads}
+        return float(np.sum(upstream * oracle.value(program, **{**inputs, **moved})))
+
+    slope = (pairing(1.0) - pairing(-1.0)) / (2 * step)
+    projected = sum(float(np.sum(grads[n] * direction[n])) for n in grads)
+    scale = 1.0 + sum(float(np.sum(np.abs(grads[n] * direction[n]))) for n in grads)
+    if abs(projected - slope) > 1e-5 * scale:
+        raise OracleError(f"oracle VJP of {program!r} disagrees with finite differences ({projected} vs {slope})")
 
 
 class Scenario(Template):
@@ -228,13 +237,13 @@ class Scenario(Template):
             raise SpecError(rule.path, rule.id, "steps", "must be a string")
         language.check_script(textwrap.dedent(rule.args["steps"]), VOCABULARY | known)
 
-    def script(self, rule: Rule, case: Case) -> str:
+    def script(self, rule: Rule, case: Case) -> Script:
         # One dict as globals, so a lambda in an expression (fd_vjp of an oracle vjp) sees the names.
         scope = {"__builtins__": {}, **oracle.NAMESPACE, **_inputs(case)}
         constants = _inputs(case)
         for name, expr in rule.args.get("oracle", {}).items():
             scope[name] = constants[name] = eval(language.compile_expression(expr), scope)
-        return _constants(constants) + textwrap.dedent(rule.args["steps"]).strip() + "\n"
+        return Script(constants, textwrap.dedent(rule.args["steps"]).strip() + "\n")
 
 
 class SecondOrder(Gradient):
@@ -242,7 +251,7 @@ class SecondOrder(Gradient):
 
     Its gradient in ``x`` is the Hessian-vector product and in ``u`` the Jacobian-vector product, so
     it also catches a wrong backward of a linear op, whose second derivative in ``x`` is zero. The
-    reference is central finite differences of the oracle's own VJP (as ``programs.gradgrad_script``).
+    reference is the oracle's own VJP: differentiated along ``w`` in ``x`` (``oracle.along``), exactly in ``u``.
     ``weights`` maps each differentiated input to the ``like`` array that is its ``w``.
     """
 
@@ -265,16 +274,21 @@ class SecondOrder(Gradient):
             raise SpecError(rule.path, rule.id, "given.names", f"may not use {sorted(self.RESERVED)}")
 
     def expected(self, rule: Rule, case: Case) -> dict[str, np.ndarray]:
-        """Finite differences of ``<oracle VJP, w>`` in each differentiated input and the upstream."""
+        """In ``x``: central differences of the oracle's VJP along ``w`` (the Hessian-vector product).
+        In ``u``: ``<vjp(x; u), w>`` is linear in ``u``, so its gradient is its value at each unit ``u``."""
         program, weights, inputs = rule.args["program"], rule.args["weights"], _oracle_inputs(case)
+        direction = {n: inputs[w] for n, w in weights.items()}
+        hvp = oracle.along(lambda **kw: oracle.vjp(program, case.upstream, **kw), inputs, direction)
 
-        def paired(upstream: np.ndarray, **primals: np.ndarray) -> np.ndarray:
-            grads = oracle.vjp(program, upstream, **{**inputs, **primals})
-            return np.asarray(sum(np.sum(grads[n] * inputs[w]) for n, w in weights.items()))
+        def paired(upstream: np.ndarray) -> float:
+            grads = oracle.vjp(program, upstream, **inputs)
+            return sum(float(np.sum(grads[n] * d)) for n, d in direction.items())
 
-        return oracle.fd_vjp(paired, {**{n: inputs[n] for n in weights}, "upstream": case.upstream})
+        shape = np.shape(case.upstream)
+        units = np.eye(math.prod(shape)).reshape(math.prod(shape), *shape)
+        return {**{n: hvp[n] for n in weights}, "upstream": np.reshape([paired(e) for e in units], shape)}
 
-    def script(self, rule: Rule, case: Case) -> str:
+    def script(self, rule: Rule, case: Case) -> Script:
         program, weights = rule.args["program"], rule.args["weights"]
         expected = self.expected(rule, case)
         args = ", ".join(weights)
@@ -284,13 +298,16 @@ class SecondOrder(Gradient):
             pairing = f"add({pairing}, {term})" if pairing else term
         constants = {**_inputs(case), "UPSTREAM": case.upstream}
         constants.update({f"EXPECTED_{n.upper()}": expected[n] for n in [*weights, "upstream"]})
-        text = _constants(constants) + self._leaves(rule, set())
+        text = self._leaves(rule, set())
         text += f"def paired({args}, upstream):\n"
         text += f"    _, first = vjp(lambda {args}: {program}, [{args}], upstream)\n"
         text += f"    return {pairing}\n"
         text += f"out, second = vjp(paired, [{args}, tensor(UPSTREAM)], tensor(1.0))\n"
         checks = [*weights, "upstream"]
-        return text + "".join(f"expect_close(second[{i}], EXPECTED_{n.upper()})\n" for i, n in enumerate(checks))
+        return Script(
+            constants,
+            text + "".join(f"expect_close(second[{i}], EXPECTED_{n.upper()})\n" for i, n in enumerate(checks)),
+        )
 
 
 TEMPLATES: dict[str, Template | ProgramTemplate | ModelTemplate] = {

@@ -20,10 +20,13 @@ BACKENDS=(torch numpy torch-func mygrad jax autograd paddle tensorflow mlx tinyg
 for name in "${BACKENDS[@]}"; do
     expected=()
     [ -f "specs/expected-failures/$name.toml" ] && expected=(--expected-failures="specs/expected-failures/$name.toml")
+    # tinygrad compiles a C kernel per fresh shape: its slowest checks take minutes on two busy cores
+    [ "$name" = tinygrad ] && expected+=(--check-timeout=900)
     run "$name" --backend="$name" "${expected[@]}" "$@"
 done
 python -m conformance report $(printf "reports/results/%s.json " "${BACKENDS[@]}") -o reports/index.html --readme README.md
 python -m conformance rules --format markdown -o docs/rules  # the rulebook, from specs/ alone
+python -m conformance bench --backends torch,numpy -o reports/benchmarks.json  # -n 1 and -n 2: the speed figures
 
 # Deliberately broken adapters (tests/broken/), on the broadcasting rules; one with an
 # expected-failures file, to show expected failures beside failures.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from conformance import specs
 from conformance.collector import status_of
@@ -147,3 +148,24 @@ def test_invalid_gate_options_are_usage_errors(tmp_path: Path, option: str, mess
     stale = _expectations(tmp_path, _entry("broadcasting.gone"))
     code, output, doc = run_suite(tmp_path, "torch", option.format(stale=stale))
     assert code == pytest.ExitCode.USAGE_ERROR and message in output and doc is None
+
+
+def test_an_expected_failure_the_engine_cannot_run_is_stale(tmp_path: Path) -> None:
+    """torch-func has no stateful layer: an entry for a rule that needs it claims what no run can show."""
+    path = _expectations(tmp_path, _entry(PASSING_RULE))
+    code, output, doc = run_suite(tmp_path, "torch-func", f"--expected-failures={path}")
+    assert code == pytest.ExitCode.USAGE_ERROR and doc is None
+    assert f"rule {PASSING_RULE!r}: torch-func cannot run it on cpu (it lacks stateful" in output
+
+
+def test_an_expected_failure_is_not_shrunk(rules: dict[str, specs.Rule]) -> None:
+    """Its deviation is known: the check still fails, on the first case drawn, without the shrinking."""
+    from conformance import runner
+    from tests.broken.broadcasting import MatmulSqueezes
+
+    rule = rules["broadcasting.grad.matmul-batch"]  # its explicit example passes: a drawn case fails
+    gate = settings.get_profile("conformance-gate")
+    shrunk = runner.check(MatmulSqueezes(), rule, "float64", "cpu", overrides=gate)
+    kept = runner.check(MatmulSqueezes(), rule, "float64", "cpu", overrides=gate, shrink=False)
+    assert shrunk.failure is not None and kept.failure is not None
+    assert kept.examples < shrunk.examples, (kept.examples, shrunk.examples)

@@ -124,6 +124,7 @@ TRIGGERS: dict[str, Callable[[], object]] = {
     "modified_inplace": _modified_in_place,
     "leaf_inplace": lambda: _leaf().add_(paddle.ones([2], dtype="float64")),
     "grad_assign_mismatch": _assign_other_dtype,
+    "hook_without_grad": lambda: paddle.ones([2]).register_hook(lambda g: g),
 }
 """Each meaning the adapter maps, raised by paddle itself."""
 

@@ -46,6 +46,8 @@ RESULT = {
     "expected",
     "examples_run",
     "duration_s",
+    "engine_s",
+    "peak_rss_mb",
     "example",
     "example_script",
     "failure",

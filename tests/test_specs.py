@@ -180,11 +180,19 @@ def test_an_op_table_expands_into_rules_per_form(tmp_path: Path) -> None:
     rules = {r.id: r for r in templates.load([path])}
     assert sorted(rules) == [
         "ops.gt.number.no-grad",
+        "ops.mul.number.jvp",
         "ops.mul.number.vjp",
         "ops.mul.number.vjp2",
+        "ops.mul.tensors.jvp",
         "ops.mul.tensors.vjp",
         "ops.mul.tensors.vjp2",
     ]
+    forward = rules["ops.mul.tensors.jvp"]
+    assert forward.template == "scenario" and templates.needs(forward) == ("forward_mode",)
+    assert (
+        forward.given.like == {"a_t": "a", "b_t": "b", "u_out": "a"}
+        and "jvp(lambda a, b: mul(a, b)" in forward.args["steps"]
+    )
     first, second = rules["ops.mul.tensors.vjp"], rules["ops.mul.tensors.vjp2"]
     assert (first.template, first.args["via"], first.given.names) == ("gradient", "vjp", ("a", "b"))
     assert (second.template, second.args["weights"]) == ("second_order", {"a": "a_w", "b": "b_w"})

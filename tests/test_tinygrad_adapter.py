@@ -112,6 +112,9 @@ def _raise(meaning: str) -> None:
         (Tensor(np.array([1, 2]), dtype=dtypes.int64) * 2).backward(Tensor(np.ones(2), dtype=dtypes.int64))
     elif meaning in ("input_not_requiring_grad", "nonfloat_requires_grad"):
         (x * 2).sum().gradient(Tensor(np.array([1, 2]), dtype=dtypes.int64))
+    elif meaning == "nonfloat_differentiated":
+        i = Tensor(np.array([1, 2]), dtype=dtypes.int64)
+        (i.cast(f32) * 2).gradient(i, gradient=Tensor(np.ones(2), dtype=f32))
 
 
 @pytest.mark.parametrize("meaning", sorted(TinygradAdapter.errors))

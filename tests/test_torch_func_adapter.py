@@ -18,7 +18,13 @@ from tests.adapter_checks import check_vjp_of_a_broadcast_product, check_vjp_unu
 from tests.conftest import check_rule, make_run
 
 INPLACE_OPS = {"add_", "sub_", "mul_", "zero_", "copy_", "setitem_"}
-STATEFUL = set(CAPABILITY_METHODS) | {"inplace", "views", "graph_freeing", "backward_inputs", "allow_unused"}
+STATEFUL = (set(CAPABILITY_METHODS) - {"forward_mode"}) | {
+    "inplace",
+    "views",
+    "graph_freeing",
+    "backward_inputs",
+    "allow_unused",
+}
 """Every capability of the stateful layer (adapter.py's module docstring)."""
 DTYPES = ("float16", "bfloat16", "float32", "float64", "int64", "int32", "bool")
 
@@ -35,7 +41,7 @@ def test_functional_core_only() -> None:
 def test_no_rule_it_runs_reaches_an_inherited_stateful_method(rules: dict[str, specs.Rule]) -> None:
     """The class inherits the torch adapter's stateful methods; only capabilities keep them unreachable."""
     adapter = TorchFuncAdapter()
-    stateful_names = [n for n in runtime.STATEFUL if n not in {"numpy", "dtype", "shape", "device", "vjp"}]
+    stateful_names = [n for n in runtime.STATEFUL if n not in {"numpy", "dtype", "shape", "device", "vjp", "jvp"}]
     calls = re.compile(r"\b(" + "|".join(stateful_names) + r")\(")
     reached = [
         rule.id
@@ -92,6 +98,9 @@ TRIGGERS: dict[str, Callable[[], object]] = {
     "invalid_expand": lambda: torch.broadcast_to(torch.ones(3), (2, 4)),
     "grad_shape_mismatch": _wrong_cotangent,
     "device_mismatch": _across_devices,
+    "nonfloat_differentiated": lambda: torch.func.vjp(lambda a: a.double() * 2.0, torch.tensor([1, 2]))[1](
+        torch.ones(2, dtype=torch.float64)
+    ),
 }
 """Each meaning the adapter maps, raised by torch (through torch.func where it is about gradients)."""
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import autograd.numpy as anp
 import numpy as np
-from autograd import make_vjp
+from autograd import make_jvp, make_vjp
 from autograd.tracer import getval
 
 
@@ -124,6 +124,7 @@ OPS = types.SimpleNamespace(
     argmax=anp.argmax,
     clone=anp.array,
     to_dtype=lambda a, dtype: a.astype(dtype),
+    stop_gradient=getval,
 )
 """The op catalog on autograd.numpy, less the in-place ops: autograd cannot differentiate them."""
 
@@ -133,7 +134,9 @@ class AutogradAdapter:
 
     name = "autograd"
     ops = OPS
-    capabilities = frozenset({"higher_order", "integer_tensors", "float64", "float16", "mixed_dtypes"})
+    capabilities = frozenset(
+        {"higher_order", "forward_mode", "integer_tensors", "float32", "float64", "float16", "mixed_dtypes"}
+    )
     errors = {
         "incompatible_shapes": (ValueError, r"could not be broadcast together"),
         "invalid_expand": (
@@ -168,3 +171,7 @@ class AutogradAdapter:
     def vjp(self, fn: Callable[..., Any], primals: Sequence[Any], cotangent: Any) -> tuple[Any, list[Any]]:
         pullback, out = make_vjp(fn, argnum=tuple(range(len(primals))))(*primals)
         return out, list(pullback(cotangent))
+
+    def jvp(self, fn: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
+        """autograd's own forward mode (``make_jvp``, traced with ``JVPNode``s), over every primal."""
+        return make_jvp(fn, argnum=tuple(range(len(primals))))(*primals)(tuple(tangents))

@@ -89,6 +89,7 @@ OPS = types.SimpleNamespace(
     argmax=jnp.argmax,
     clone=jnp.copy,
     to_dtype=lambda a, dtype: a.astype(dtype),
+    stop_gradient=jax.lax.stop_gradient,
 )
 """The op catalog on jax.numpy / jax.nn, less the in-place ops: JAX arrays are immutable."""
 
@@ -98,7 +99,9 @@ class JaxAdapter:
 
     name = "jax"
     ops = OPS
-    capabilities = frozenset({"higher_order", "integer_tensors", "float16", "bfloat16", "mixed_dtypes"})
+    capabilities = frozenset(
+        {"higher_order", "forward_mode", "integer_tensors", "float32", "float16", "bfloat16", "mixed_dtypes"}
+    )
     errors = {
         # ValueError in general; TypeError ("add got incompatible shapes") when a size-0 dim is involved.
         "incompatible_shapes": ((ValueError, TypeError), r"(?i)incompatible shapes for broadcasting"),
@@ -145,3 +148,8 @@ class JaxAdapter:
     ) -> tuple[jax.Array, list[jax.Array]]:
         out, pullback = jax.vjp(fn, *primals)
         return out, list(pullback(cotangent))
+
+    def jvp(
+        self, fn: Callable[..., jax.Array], primals: Sequence[jax.Array], tangents: Sequence[jax.Array]
+    ) -> tuple[jax.Array, jax.Array]:
+        return jax.jvp(fn, tuple(primals), tuple(tangents))

@@ -93,6 +93,7 @@ OPS = types.SimpleNamespace(
     argmax=mx.argmax,
     clone=mx.array,
     to_dtype=lambda a, dtype: a.astype(_mx_dtype(dtype)),
+    stop_gradient=mx.stop_gradient,
 )
 """The op catalog on mlx.core / mlx.nn, less ``sum_to_size`` (MLX has none) and the in-place ops."""
 
@@ -102,7 +103,9 @@ class MlxAdapter:
 
     name = "mlx"
     ops = OPS
-    capabilities = frozenset({"higher_order", "integer_tensors", "float64", "float16", "bfloat16", "mixed_dtypes"})
+    capabilities = frozenset(
+        {"higher_order", "forward_mode", "integer_tensors", "float32", "float64", "float16", "bfloat16", "mixed_dtypes"}
+    )
     errors = {
         "incompatible_shapes": (ValueError, r"\[broadcast_shapes\] Shapes .* cannot be broadcast"),
         "invalid_expand": (
@@ -144,3 +147,9 @@ class MlxAdapter:
     ) -> tuple[mx.array, list[mx.array]]:
         outs, grads = mx.vjp(fn, list(primals), [cotangent])
         return outs[0], list(grads)
+
+    def jvp(
+        self, fn: Callable[..., mx.array], primals: Sequence[mx.array], tangents: Sequence[mx.array]
+    ) -> tuple[mx.array, mx.array]:
+        outs, jvps = mx.jvp(fn, list(primals), list(tangents))
+        return outs[0], jvps[0]

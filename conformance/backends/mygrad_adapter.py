@@ -105,6 +105,7 @@ OPS = types.SimpleNamespace(
     argmax=lambda a: _as_tensor(mg.argmax(a)),
     clone=lambda a: a.copy(),
     to_dtype=lambda a, dtype: a.astype(dtype),
+    stop_gradient=lambda a: mg.tensor(a, constant=True, copy=False),
     add_=lambda a, b: mg.add(a, b, out=a),
     sub_=lambda a, b: mg.subtract(a, b, out=a),
     mul_=lambda a, b: mg.multiply(a, b, out=a),
@@ -133,6 +134,7 @@ class MygradAdapter:
             "views",
             "detach",
             "integer_tensors",
+            "float32",
             "float64",
             "float16",
             "mixed_dtypes",
@@ -144,6 +146,7 @@ class MygradAdapter:
         "inplace_broadcast": (ValueError, r"non-broadcastable output operand"),
         "grad_shape_mismatch": (ValueError, r"gradient with an incompatible shape"),
         "nonfloat_requires_grad": (ValueError, r"Integer-valued tensors must be treated as constants"),
+        "nonfloat_differentiated": (ValueError, r"Integer-valued tensors must be treated as constants"),
     }
 
     def engine_version(self) -> str:

@@ -24,6 +24,12 @@ shows up as a failing rule, never as a fix here. The mapping, in paddle's terms:
   user writes a first-order gradient, since paddle raises for ``create_graph`` through an op that
   has no double-grad kernel.
 
+* hooks are ``register_hook`` (its handle's ``remove``); a custom function is a ``PyLayer`` made
+  from the forward and backward (``saved_tensors`` is ``ctx.saved_tensor()``; paddle has no
+  ``needs_input_grad`` and no ``once_differentiable``, so those raise paddle's ``AttributeError`` and a
+  ``TypeError``); the optimizer is ``paddle.optimizer.SGD``, ``zero_grad`` its ``clear_grad()`` (zeros, by
+  paddle's default).
+
 Ops: tensor-number arithmetic goes through paddle's operators (``paddle.add`` and friends accept
 only tensors); ``sum_to_size`` is left out, as paddle has no such op.
 
@@ -91,6 +97,7 @@ OPS = types.SimpleNamespace(
     argmax=paddle.argmax,
     clone=paddle.clone,
     to_dtype=lambda a, dtype: a.astype(dtype),
+    stop_gradient=paddle.Tensor.detach,
     add_=lambda a, b: a.add_(b),
     sub_=lambda a, b: a.subtract_(b),
     mul_=lambda a, b: a.multiply_(b),
@@ -134,8 +141,12 @@ class PaddleAdapter:
             "detach",
             "detach_",
             "integer_tensors",
+            "float32",
             "float64",
             "mixed_dtypes",
+            "hooks",
+            "custom_function",
+            "optimizer",
         }
     )
     errors = {
@@ -155,6 +166,7 @@ class PaddleAdapter:
         "modified_inplace": (RuntimeError, r"modified by an inplace operation"),
         "leaf_inplace": (ValueError, r"Leaf Var .* that doesn't stop gradient can't use inplace strategy"),
         "grad_assign_mismatch": ((ValueError, RuntimeError), r"must be Tensor, but got|has different data type"),
+        "hook_without_grad": (RuntimeError, r"Cannot register hook on a tensor that stop gradient"),
     }
 
     def __init__(self) -> None:
@@ -282,3 +294,39 @@ class PaddleAdapter:
 
     def is_grad_enabled(self) -> bool:
         return paddle.is_grad_enabled()
+
+    # -- hooks, custom functions (PyLayer), training -------------------------------------------
+    def register_hook(self, t: paddle.Tensor, fn: Callable[[paddle.Tensor], Any]) -> Any:
+        return t.register_hook(fn)
+
+    def remove_hook(self, handle: Any) -> None:
+        handle.remove()
+
+    def function(
+        self, forward: Callable[..., Any], backward: Callable[..., Any], once_differentiable: bool = False
+    ) -> Any:
+        if once_differentiable:
+            raise TypeError("paddle's PyLayer has no once_differentiable")
+        body = {"forward": staticmethod(forward), "backward": staticmethod(backward)}
+        return type("Custom", (paddle.autograd.PyLayer,), body).apply
+
+    def save_for_backward(self, ctx: Any, *tensors: paddle.Tensor) -> None:
+        ctx.save_for_backward(*tensors)
+
+    def saved_tensors(self, ctx: Any) -> tuple[paddle.Tensor, ...]:
+        return tuple(ctx.saved_tensor())
+
+    def needs_input_grad(self, ctx: Any) -> tuple[bool, ...]:
+        return tuple(ctx.needs_input_grad)  # paddle's PyLayerContext has none: its AttributeError says so
+
+    def mark_non_differentiable(self, ctx: Any, *outputs: paddle.Tensor) -> None:
+        ctx.mark_non_differentiable(*outputs)
+
+    def optimizer(self, params: Sequence[paddle.Tensor], lr: float) -> paddle.optimizer.SGD:
+        return paddle.optimizer.SGD(learning_rate=lr, parameters=list(params))
+
+    def zero_grad(self, opt: paddle.optimizer.SGD) -> None:
+        opt.clear_grad()  # paddle's default: set_to_zero=True
+
+    def step(self, opt: paddle.optimizer.SGD) -> None:
+        opt.step()

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as fwAD
 
 _DTYPES = {
     "float16": torch.float16,
@@ -91,6 +92,7 @@ OPS = types.SimpleNamespace(
     argmax=torch.argmax,
     clone=torch.clone,
     to_dtype=lambda a, dtype: a.to(_DTYPES[dtype]),
+    stop_gradient=torch.Tensor.detach,
     add_=lambda a, b: a.add_(b),
     sub_=lambda a, b: a.sub_(b),
     mul_=lambda a, b: a.mul_(b),
@@ -130,10 +132,16 @@ class TorchAdapter:
             "detach",
             "detach_",
             "integer_tensors",
+            "float32",
             "float64",
+            "forward_mode",
             "float16",
             "bfloat16",
             "mixed_dtypes",
+            "hooks",
+            "post_accumulate_hooks",
+            "custom_function",
+            "optimizer",
         }
     )
     errors = {
@@ -162,6 +170,13 @@ class TorchAdapter:
         "device_mismatch": (RuntimeError, r"(?i)device"),
         "detach_view": (RuntimeError, r"Can't detach views in-place"),
         "inference_tensor_saved": (RuntimeError, r"Inference tensors cannot be saved for backward"),
+        "hook_without_grad": (RuntimeError, r"cannot register a hook on a tensor that doesn't require gradient"),
+        "hook_shape_mismatch": (RuntimeError, r"hook '.*' has changed the size of value"),
+        "once_differentiable": (
+            RuntimeError,
+            r"differentiate twice a function that was marked with @once_differentiable",
+        ),
+        "nonfloat_differentiated": (RuntimeError, r"(?i)only Tensors of floating point.*can require gradients"),
     }
 
     def __init__(self) -> None:
@@ -206,6 +221,22 @@ class TorchAdapter:
                 out, inner, cotangent, create_graph=True, allow_unused=True, materialize_grads=True
             )
         return out, list(grads)
+
+    def jvp(
+        self, fn: Callable[..., torch.Tensor], primals: Sequence[torch.Tensor], tangents: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward-mode AD with dual tensors (``torch.autograd.forward_ad``), not ``torch.func.jvp``: dual
+        tensors compose with the ``torch.autograd.grad`` inside ``vjp`` (forward-over-reverse), which a
+        ``torch.func`` transform refuses. Primals are made to require grad, so a ``vjp`` inside ``fn``
+        differentiates the dual tensors themselves and keeps their tangents."""
+        with fwAD.dual_level(), torch.enable_grad():
+            duals = [
+                fwAD.make_dual(p if p.requires_grad else p.detach().requires_grad_(), t)
+                for p, t in zip(primals, tangents)
+            ]
+            out = fn(*duals)
+            value, tangent = fwAD.unpack_dual(out)
+        return value, torch.zeros_like(value) if tangent is None else tangent
 
     # -- stateful layer ---------------------------------------------------------------------
     def grad_of(self, t: torch.Tensor) -> torch.Tensor | None:
@@ -302,3 +333,42 @@ class TorchAdapter:
 
     def inference_mode(self) -> Any:
         return torch.inference_mode()
+
+    # -- hooks, custom Functions, training ----------------------------------------------------
+    def register_hook(self, t: torch.Tensor, fn: Callable[[torch.Tensor], Any]) -> Any:
+        return t.register_hook(fn)
+
+    def register_post_accumulate_grad_hook(self, t: torch.Tensor, fn: Callable[[torch.Tensor], None]) -> Any:
+        return t.register_post_accumulate_grad_hook(fn)
+
+    def remove_hook(self, handle: Any) -> None:
+        handle.remove()
+
+    def function(
+        self, forward: Callable[..., Any], backward: Callable[..., Any], once_differentiable: bool = False
+    ) -> Any:
+        if once_differentiable:
+            backward = torch.autograd.function.once_differentiable(backward)
+        body = {"forward": staticmethod(forward), "backward": staticmethod(backward)}
+        return type("Custom", (torch.autograd.Function,), body).apply
+
+    def save_for_backward(self, ctx: Any, *tensors: torch.Tensor) -> None:
+        ctx.save_for_backward(*tensors)
+
+    def saved_tensors(self, ctx: Any) -> tuple[torch.Tensor, ...]:
+        return ctx.saved_tensors
+
+    def needs_input_grad(self, ctx: Any) -> tuple[bool, ...]:
+        return tuple(ctx.needs_input_grad)
+
+    def mark_non_differentiable(self, ctx: Any, *outputs: torch.Tensor) -> None:
+        ctx.mark_non_differentiable(*outputs)
+
+    def optimizer(self, params: Sequence[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+        return torch.optim.SGD(list(params), lr=lr)
+
+    def zero_grad(self, opt: torch.optim.Optimizer) -> None:
+        opt.zero_grad()
+
+    def step(self, opt: torch.optim.Optimizer) -> None:
+        opt.step()

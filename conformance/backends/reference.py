@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 import conformance.reference as ref
-from conformance.reference import engine, errors
+from conformance.reference import engine, errors, optim
 
 OPS = types.SimpleNamespace(**ref.ops.CATALOG)
 
@@ -44,10 +44,16 @@ class ReferenceAdapter:
             "detach",
             "detach_",
             "integer_tensors",
+            "float32",
             "float64",
+            "forward_mode",
             "float16",
             "mixed_dtypes",
             "devices",
+            "hooks",
+            "post_accumulate_hooks",
+            "custom_function",
+            "optimizer",
         }
     )
     errors = {
@@ -73,6 +79,10 @@ class ReferenceAdapter:
         "device_mismatch": (errors.DeviceMismatchError, None),
         "detach_view": (errors.DetachViewError, None),
         "inference_tensor_saved": (errors.InferenceTensorSavedError, None),
+        "hook_without_grad": (errors.HookWithoutGradError, None),
+        "hook_shape_mismatch": (errors.HookShapeError, None),
+        "once_differentiable": (errors.OnceDifferentiableError, None),
+        "nonfloat_differentiated": (errors.NonFloatRequiresGradError, None),
     }
 
     def engine_version(self) -> str:
@@ -107,6 +117,27 @@ class ReferenceAdapter:
                 return out, [ref.ops.zeros(p) for p in inner]
             grads = ref.grad(out, inner, cotangent, create_graph=True, allow_unused=True, materialize_grads=True)
         return out, list(grads)
+
+    def jvp(
+        self, fn: Callable[..., ref.Tensor], primals: Sequence[ref.Tensor], tangents: Sequence[ref.Tensor]
+    ) -> tuple[ref.Tensor, ref.Tensor]:
+        """The engine is reverse-mode only, so its forward mode is the double-vjp trick, on its own higher
+        order: ``u -> J^T u`` is linear in ``u``, and the vjp of ``u -> sum_i <(J^T u)_i, t_i>`` is ``J t``."""
+        with ref.enable_grad():
+            out = fn(*primals)
+            u = ref.ops.zeros(out).requires_grad_()
+
+            def paired(cotangent: ref.Tensor) -> ref.Tensor:
+                _, grads = self.vjp(fn, primals, cotangent)
+                terms = [ref.ops.sum(ref.ops.mul(g, t)) for g, t in zip(grads, tangents)]
+                total = terms[0]
+                for term in terms[1:]:
+                    total = ref.ops.add(total, term)
+                return ref.ops.to_dtype(total, out.dtype)
+
+            one = ref.tensor(np.ones(()), out.dtype, device=out.device)
+            _, (tangent,) = self.vjp(paired, [u], one)
+        return out, tangent
 
     # -- stateful layer ---------------------------------------------------------------------
     def grad_of(self, t: ref.Tensor) -> ref.Tensor | None:
@@ -193,6 +224,44 @@ class ReferenceAdapter:
 
     def inference_mode(self) -> Any:
         return ref.inference_mode()
+
+    # -- hooks, custom Functions, training ----------------------------------------------------
+    def register_hook(self, t: ref.Tensor, fn: Callable[[ref.Tensor], Any]) -> engine.RemovableHandle:
+        return t.register_hook(fn)
+
+    def register_post_accumulate_grad_hook(
+        self, t: ref.Tensor, fn: Callable[[ref.Tensor], None]
+    ) -> engine.RemovableHandle:
+        return t.register_post_accumulate_grad_hook(fn)
+
+    def remove_hook(self, handle: engine.RemovableHandle) -> None:
+        handle.remove()
+
+    def function(
+        self, forward: Callable[..., Any], backward: Callable[..., Any], once_differentiable: bool = False
+    ) -> Any:
+        return engine.Function(forward, backward, once_differentiable)
+
+    def save_for_backward(self, ctx: engine.FunctionCtx, *tensors: ref.Tensor) -> None:
+        ctx.save_for_backward(*tensors)
+
+    def saved_tensors(self, ctx: engine.FunctionCtx) -> tuple[ref.Tensor, ...]:
+        return ctx.saved_tensors
+
+    def needs_input_grad(self, ctx: engine.FunctionCtx) -> tuple[bool, ...]:
+        return ctx.needs_input_grad
+
+    def mark_non_differentiable(self, ctx: engine.FunctionCtx, *outputs: ref.Tensor) -> None:
+        ctx.mark_non_differentiable(*outputs)
+
+    def optimizer(self, params: Sequence[ref.Tensor], lr: float) -> optim.SGD:
+        return optim.SGD(params, lr)
+
+    def zero_grad(self, opt: optim.SGD) -> None:
+        opt.zero_grad()
+
+    def step(self, opt: optim.SGD) -> None:
+        opt.step()
 
 
 def _storage(array: np.ndarray) -> np.ndarray:

@@ -107,6 +107,7 @@ OPS = types.SimpleNamespace(
     argmax=tf.argmax,
     clone=tf.identity,
     to_dtype=lambda a, dtype: tf.cast(a, dtype),
+    stop_gradient=tf.stop_gradient,
 )
 """The op catalog, less ``sum_to_size`` (TensorFlow lacks it) and the in-place ops (tensors are immutable)."""
 
@@ -116,7 +117,9 @@ class TensorflowAdapter:
 
     name = "tensorflow"
     ops = OPS
-    capabilities = frozenset({"higher_order", "integer_tensors", "float64", "float16", "bfloat16"})
+    capabilities = frozenset(
+        {"higher_order", "forward_mode", "integer_tensors", "float32", "float64", "float16", "bfloat16"}
+    )
     errors = {
         "incompatible_shapes": (tf.errors.InvalidArgumentError, r"Incompatible shapes"),
         "invalid_expand": (
@@ -161,3 +164,11 @@ class TensorflowAdapter:
             out, list(primals), output_gradients=cotangent, unconnected_gradients=tf.UnconnectedGradients.ZERO
         )
         return out, grads
+
+    def jvp(
+        self, fn: Callable[..., tf.Tensor], primals: Sequence[tf.Tensor], tangents: Sequence[tf.Tensor]
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """``tf.autodiff.ForwardAccumulator`` over the primals; an output it does not reach gets zeros."""
+        with tf.autodiff.ForwardAccumulator(list(primals), list(tangents)) as accumulator:
+            out = fn(*primals)
+        return out, accumulator.jvp(out, unconnected_gradients=tf.UnconnectedGradients.ZERO)

@@ -29,6 +29,9 @@ tinygrad 0.14 has no ``requires_grad``, no grad modes and no graph freeing; the 
 * ``broadcast_to`` is ``expand`` (tinygrad's public broadcast); ``sum_to_size`` is left out, as
   tinygrad has no such op.
 * devices are tinygrad's, lower-cased (``CPU`` is ``cpu``).
+* the optimizer is ``nn.optim.SGD``; ``zero_grad`` is its own (``.grad`` becomes None) and ``step``
+  runs in ``Context(TRAINING=1)``, as tinygrad requires of an optimizer step. No hooks and no custom
+  functions: tinygrad has no API for either.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ from importlib.metadata import version
 from typing import Any
 
 import numpy as np
-from tinygrad import Device, Tensor, dtypes
+from tinygrad import Device, Tensor, dtypes, nn
+from tinygrad.helpers import Context
 from tinygrad.uop.ops import GroupOp, Ops, UOp
 
 _DTYPES = {
@@ -108,6 +112,7 @@ OPS = types.SimpleNamespace(
     argmax=Tensor.argmax,
     clone=Tensor.clone,
     to_dtype=lambda a, dtype: a.cast(_DTYPES[dtype]),
+    stop_gradient=Tensor.detach,
     add_=operator.iadd,
     sub_=operator.isub,
     mul_=operator.imul,
@@ -137,10 +142,12 @@ class TinygradAdapter:
             "views",
             "detach",
             "integer_tensors",
+            "float32",
             "float64",
             "float16",
             "bfloat16",
             "mixed_dtypes",
+            "optimizer",
         }
     )
     errors = {
@@ -153,10 +160,11 @@ class TinygradAdapter:
             (ValueError, AssertionError, RuntimeError),
             r"size mismatch, can't reshape|grad shape must match|cannot broadcast .* into",
         ),
-        # Tensor.gradient's one check covers three meanings: only float tensors require grad.
+        # Tensor.gradient's one check covers four meanings: only float tensors require grad.
         "no_grad_fn": (RuntimeError, r"only float Tensors have gradient"),
         "input_not_requiring_grad": (RuntimeError, r"only float Tensors have gradient"),
         "nonfloat_requires_grad": (RuntimeError, r"only float Tensors have gradient"),
+        "nonfloat_differentiated": (RuntimeError, r"only float Tensors have gradient"),
     }
 
     def engine_version(self) -> str:
@@ -236,6 +244,16 @@ class TinygradAdapter:
 
     def detach(self, t: Tensor) -> Tensor:
         return t.detach()
+
+    def optimizer(self, params: Sequence[Tensor], lr: float) -> nn.optim.Optimizer:
+        return nn.optim.SGD(list(params), lr=lr)
+
+    def zero_grad(self, opt: nn.optim.Optimizer) -> None:
+        opt.zero_grad()
+
+    def step(self, opt: nn.optim.Optimizer) -> None:
+        with Context(TRAINING=1):  # tinygrad's optimizers step only in training mode
+            opt.step()
 
     def shares_storage(self, a: Tensor, b: Tensor) -> bool:
         storage = _storage(a)

@@ -2,7 +2,8 @@
 
 The same tensors, dtypes, devices and ops as the torch adapter (this class subclasses it, so a
 reproduction script inlines both modules), but ``vjp`` is ``torch.func.vjp`` (nested for higher
-order) and no stateful capability is declared: the rules that need ``backward``, ``.grad``, grad
+order), ``jvp`` is ``torch.func.jvp`` (composing with it: forward-over-reverse and reverse-over-forward)
+and no stateful capability is declared: the rules that need ``backward``, ``.grad``, grad
 modes, ``detach`` or in-place ops are reported unsupported, so the stateful methods this class
 inherits are never called. ``requires_grad`` is ignored, as ``torch.func`` needs no flag on its
 primals, and the in-place ops are left out of the op catalog.
@@ -30,10 +31,18 @@ class TorchFuncAdapter(TorchAdapter):
 
     name = "torch-func"
     ops = types.SimpleNamespace(**{k: v for k, v in vars(OPS).items() if k not in _INPLACE})
-    capabilities = frozenset({"higher_order", "integer_tensors", "float64", "float16", "bfloat16", "mixed_dtypes"})
+    capabilities = frozenset(
+        {"higher_order", "forward_mode", "integer_tensors", "float32", "float64", "float16", "bfloat16", "mixed_dtypes"}
+    )
     errors = {
         meaning: TorchAdapter.errors[meaning]
-        for meaning in ("incompatible_shapes", "invalid_expand", "grad_shape_mismatch", "device_mismatch")
+        for meaning in (
+            "incompatible_shapes",
+            "invalid_expand",
+            "grad_shape_mismatch",
+            "device_mismatch",
+            "nonfloat_differentiated",
+        )
     }
 
     def tensor(self, array: np.ndarray, dtype: str, requires_grad: bool = False, device: str = "cpu") -> torch.Tensor:
@@ -45,3 +54,8 @@ class TorchFuncAdapter(TorchAdapter):
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         out, pullback = torch.func.vjp(fn, *primals)
         return out, list(pullback(cotangent))
+
+    def jvp(
+        self, fn: Callable[..., torch.Tensor], primals: Sequence[torch.Tensor], tangents: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.func.jvp(fn, tuple(primals), tuple(tangents))

@@ -1,7 +1,8 @@
 """The reference engine: PyTorch's autograd rules on NumPy, small enough to read in an afternoon.
 
-``engine`` holds tensors, graph nodes, the graph walk and grad modes; ``ops`` holds the op table.
-Importing the package loads both (``ops`` gives tensors their operators).
+``engine`` holds tensors, graph nodes, the graph walk, grad modes, hooks and custom Functions; ``ops``
+holds the op table; ``optim`` a plain SGD optimizer.
+Importing the package loads ``engine`` and ``ops`` (``ops`` gives tensors their operators).
 """
 
 from conformance.reference import ops

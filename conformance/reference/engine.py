@@ -11,7 +11,10 @@ Reading order:
 * ``inplace``: an in-place op is the out-of-place op whose result is written back, after which the
   tensor adopts the result's history (and a view's base adopts a "copy slices" history);
 * ``backprop``: the graph walk, consumers before producers, summing contributions;
-* ``backward`` / ``grad``: PyTorch's argument rules around the walk, and gradient accumulation.
+* ``backward`` / ``grad``: PyTorch's argument rules around the walk, and gradient accumulation;
+* hooks: a tensor's hooks run on the gradient reaching it during the walk (a leaf's before it
+  accumulates, a non-leaf's kept on its ``grad_fn``); post-accumulate hooks after ``.grad`` is updated;
+* ``Function``: a custom op from a user's forward and backward, recorded as a ``FunctionNode``.
 
 The op table itself is in ``ops``; this module looks it up lazily (``ops`` imports this one).
 """
@@ -36,6 +39,8 @@ from conformance.reference.errors import (
     GradCountError,
     GradShapeError,
     GraphFreedError,
+    HookShapeError,
+    HookWithoutGradError,
     ImplicitGradError,
     InferenceTensorError,
     InferenceTensorSavedError,
@@ -48,7 +53,9 @@ from conformance.reference.errors import (
     NoGradFnError,
     NoGradViewError,
     NonFloatRequiresGradError,
+    NonLeafHookError,
     NonLeafRequiresGradError,
+    OnceDifferentiableError,
     RetainGradError,
     UnusedInputError,
 )
@@ -232,6 +239,8 @@ class Tensor:
         self._view: tuple[ViewStep, ...] = ()
         self._view_version = 0
         self._view_grad_mode = True  # whether the view was made with grad mode on
+        self._hooks: dict[int, Callable[[Tensor], Tensor | None]] = {}  # a leaf's (a non-leaf's are on grad_fn)
+        self._post_hooks: dict[int, Callable[[Tensor], None]] = {}
         if requires_grad:
             self.requires_grad_()
 
@@ -373,6 +382,21 @@ class Tensor:
     ) -> None:
         backward([self], [gradient], retain_graph, create_graph, inputs)
 
+    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> RemovableHandle:
+        """``hook(grad)`` runs on the gradient reaching this tensor in the walk; a tensor it returns
+        replaces it. A leaf keeps its hooks; a non-leaf's go on its ``grad_fn``, which receives its gradient."""
+        if not self.requires_grad:
+            raise HookWithoutGradError("cannot register a hook on a tensor that doesn't require gradient")
+        return RemovableHandle(self._hooks if self.is_leaf else self.grad_fn.hooks, hook)
+
+    def register_post_accumulate_grad_hook(self, hook: Callable[[Tensor], None]) -> RemovableHandle:
+        """``hook(self)`` runs after ``backward`` has accumulated into this leaf's ``.grad``."""
+        if not self.requires_grad:
+            raise HookWithoutGradError("cannot register a hook on a tensor that doesn't require gradient")
+        if not self.is_leaf:
+            raise NonLeafHookError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+        return RemovableHandle(self._post_hooks, hook)
+
     # internals
     def _edge(self) -> Node | Tensor:
         """Where a gradient for this tensor goes: its grad_fn, or the leaf itself (it accumulates)."""
@@ -406,6 +430,32 @@ class Tensor:
 
 ViewStep = tuple["Op", tuple[Any, ...], dict[str, Any]]
 """One view op and its non-tensor arguments: a view replays its steps from its base."""
+
+
+class RemovableHandle:
+    """What ``register_hook`` returns: ``remove()`` takes the hook out of its table (hooks run in key order)."""
+
+    _next_key = 0
+
+    def __init__(self, table: dict[int, Any], hook: Any) -> None:
+        RemovableHandle._next_key += 1
+        self.table, self.key = table, RemovableHandle._next_key
+        table[self.key] = hook
+
+    def remove(self) -> None:
+        self.table.pop(self.key, None)
+
+
+def _run_hooks(hooks: dict[int, Callable[[Tensor], Tensor | None]], g: Tensor) -> Tensor:
+    """Each hook in registration order sees the previous one's result; None keeps the gradient."""
+    for hook in list(hooks.values()):
+        new = hook(g)
+        if new is not None:
+            if new.shape != g.shape:
+                name = getattr(hook, "__name__", type(hook).__name__)
+                raise HookShapeError(f"hook '{name}' has changed the size of value")
+            g = new
+    return g
 
 
 # -- recording ops ------------------------------------------------------------------------------
@@ -494,6 +544,7 @@ class Node:
         self.op, self.kwargs, self.edges = op, kwargs, edges
         self.name = "".join(part.capitalize() for part in op.name.split("_")) + "Backward"
         self.retained: Tensor | None = None  # the tensor whose retain_grad() this node serves
+        self.hooks: dict[int, Callable[[Tensor], Tensor | None]] = {}  # its output tensor's hooks
         read: set[int | str] = set()
         for i, edge in enumerate(edges):
             if edge is not None and not op.variadic and i < len(op.reads):
@@ -642,6 +693,7 @@ def backprop(
         g = pending.pop(id(fn), None)
         if g is None or id(fn) not in useful:
             continue
+        g = _run_hooks(fn._hooks if isinstance(fn, Tensor) else fn.hooks, g)
         if wanted(fn):
             found[id(fn)] = (fn, g)
         if isinstance(fn, Node):
@@ -724,6 +776,8 @@ def backward(
             walked = isinstance(fn, Node) and fn.retained is target  # the walk accumulated it already
             if isinstance(target, Tensor) and not walked:
                 target._accumulate(g, create_graph)
+                for hook in list(target._post_hooks.values()):
+                    hook(target)
 
 
 def grad(
@@ -769,3 +823,139 @@ def grad(
 def tensor(array: Any, dtype: Any = None, requires_grad: bool = False, device: str = "cpu") -> Tensor:
     """A new leaf holding a copy of ``array``."""
     return Tensor(np.array(array, dtype=dtype), requires_grad=requires_grad, device=device)
+
+
+# -- custom Functions ---------------------------------------------------------------------------
+
+
+class FunctionCtx:
+    """What a custom Function's forward and backward share: the tensors saved, which inputs need a
+    gradient, and which outputs are not differentiable."""
+
+    def __init__(self, needs_input_grad: tuple[bool, ...]) -> None:
+        self.needs_input_grad = needs_input_grad
+        self.to_save: tuple[Tensor, ...] = ()
+        self.non_differentiable: set[int] = set()
+        self.node: FunctionNode | None = None
+
+    def save_for_backward(self, *tensors: Tensor) -> None:
+        self.to_save = tensors
+
+    def mark_non_differentiable(self, *outputs: Tensor) -> None:
+        self.non_differentiable = {id(t) for t in outputs}
+
+    @property
+    def saved_tensors(self) -> tuple[Tensor, ...]:
+        return self.node.unpack() if self.node is not None else self.to_save
+
+
+class Function:
+    """A custom op: ``forward(ctx, *args)`` runs with grad mode off and returns one tensor;
+    ``backward(ctx, g)`` returns one gradient (or None) per argument. With ``once_differentiable`` the
+    backward runs with grad mode off, and its results refuse a second differentiation."""
+
+    def __init__(
+        self,
+        forward: Callable[..., Tensor],
+        backward: Callable[..., Any],
+        once_differentiable: bool = False,
+        name: str = "Custom",
+    ) -> None:
+        self.forward, self.backward = forward, backward
+        self.once_differentiable, self.name = once_differentiable, name
+
+    def __call__(self, *args: Any) -> Tensor:
+        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        ctx = FunctionCtx(needs)
+        with no_grad():
+            out = self.forward(ctx, *args)
+        if any(out is a for a in args):
+            out = out.detach()  # an input returned as is: the output is a new tensor on the same memory
+        if _MODE.grad_enabled and any(needs) and id(out) not in ctx.non_differentiable:
+            edges = tuple(a._edge() if need else None for a, need in zip(args, needs))
+            out._set_grad_fn(FunctionNode(self, ctx, edges, args))
+        return out
+
+
+class FunctionNode(Node):
+    """The node of a custom Function: its backward is the user's, its saved tensors what forward saved."""
+
+    def __init__(self, function: Function, ctx: FunctionCtx, edges: tuple[Any, ...], args: tuple[Any, ...]):
+        self.function, self.ctx, self.edges = function, ctx, edges
+        self.name = function.name + "Backward"
+        self.retained = None
+        self.hooks = {}
+        self.shapes = [a.shape if isinstance(a, Tensor) else None for a in args]
+        self.saved = []
+        for t in ctx.to_save:
+            self._save(t)
+        self.freed = False
+        ctx.node = self
+
+    def unpack(self) -> tuple[Tensor, ...]:
+        """The saved tensors, refused once freed or after an in-place write to one of them."""
+        if self.freed:
+            raise GraphFreedError(
+                "Trying to backward through the graph a second time (or directly access saved tensors after "
+                "they have already been freed). Specify retain_graph=True if you need to backward through "
+                "the graph a second time."
+            )
+        for t, version in self.saved:
+            if t._version != version:
+                raise ModifiedInplaceError(
+                    f"one of the variables needed for gradient computation has been modified by an inplace "
+                    f"operation: [{t.dtype} {list(t.shape)}] is at version {t._version}; expected version "
+                    f"{version} instead (saved by {self.name})."
+                )
+        return tuple(t for t, _ in self.saved)
+
+    def backward(self, g: Tensor, needed: Sequence[bool]) -> list[Tensor | None]:
+        if self.freed:
+            self.unpack()  # raises
+        once = self.function.once_differentiable
+        recording = _MODE.grad_enabled
+        with _GradMode(recording and not once):
+            grads = self.function.backward(self.ctx, g)
+        grads = (grads,) if grads is None or isinstance(grads, Tensor) else tuple(grads)
+        if len(grads) != len(self.edges):
+            raise GradCountError(
+                f"function {self.name} returned an incorrect number of gradients "
+                f"(expected {len(self.edges)}, got {len(grads)})"
+            )
+        result: list[Tensor | None] = []
+        for i, (gi, need, shape) in enumerate(zip(grads, needed, self.shapes)):
+            if not need or gi is None:
+                result.append(None)
+                continue
+            if gi.shape != shape:
+                raise GradShapeError(
+                    f"Function {self.name} returned an invalid gradient at index {i} - got {list(gi.shape)} "
+                    f"but expected shape {list(shape)}"
+                )
+            if once and recording and g.requires_grad:
+                gi = Tensor(gi.array, device=gi.device)
+                gi._grad_fn = DelayedErrorNode((g._edge(),))
+            result.append(gi)
+        return result
+
+    def free(self) -> None:
+        self.freed = True
+        self.saved = []
+
+
+class DelayedErrorNode(Node):
+    """The history of a once-differentiable backward's result: differentiating through it raises."""
+
+    def __init__(self, edges: tuple[Any, ...]) -> None:
+        self.edges, self.name = edges, "Error"
+        self.retained = None
+        self.hooks = {}
+        self.saved = []
+
+    def backward(self, g: Tensor, needed: Sequence[bool]) -> list[Tensor | None]:
+        raise OnceDifferentiableError(
+            "trying to differentiate twice a function that was marked with @once_differentiable"
+        )
+
+    def free(self) -> None:
+        pass

@@ -109,3 +109,19 @@ class InferenceTensorSavedError(AutogradError):
 
 class InferenceTensorError(AutogradError):
     """An inference tensor updated in place, or asked to require grad, outside inference mode."""
+
+
+class HookWithoutGradError(AutogradError):
+    """A hook registered on a tensor that does not require grad."""
+
+
+class NonLeafHookError(AutogradError):
+    """A post-accumulate-grad hook registered on a non-leaf (it has no .grad to accumulate)."""
+
+
+class HookShapeError(AutogradError):
+    """A hook returned a gradient whose shape is not the one it was given."""
+
+
+class OnceDifferentiableError(AutogradError):
+    """A second backward through a custom Function whose backward is once-differentiable."""

@@ -508,6 +508,11 @@ def to_dtype(a: Tensor, dtype: Any) -> Tensor:
     return a if a.dtype == np.dtype(dtype) else _to_dtype(a, np.dtype(dtype))
 
 
+def stop_gradient(a: Tensor) -> Tensor:
+    """``a``'s value with a zero gradient at every order: ``detach``, the functional way."""
+    return a.detach()
+
+
 def add_(a: Tensor, b: Any) -> Tensor:
     return inplace(add, a, b)
 
@@ -542,8 +547,8 @@ CATALOG_NAMES = (
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu",
     "abs", "maximum", "minimum", "where", "gt", "clamp", "sum", "mean", "amax", "reshape", "permute",
     "transpose", "expand", "broadcast_to", "sum_to_size", "squeeze", "unsqueeze", "matmul", "index", "cat",
-    "stack", "softmax", "log_softmax", "floor", "argmax", "clone", "to_dtype", "add_", "sub_", "mul_", "zero_",
-    "copy_", "setitem_",
+    "stack", "softmax", "log_softmax", "floor", "argmax", "clone", "to_dtype", "stop_gradient", "add_", "sub_",
+    "mul_", "zero_", "copy_", "setitem_",
 )  # fmt: skip
 CATALOG = {name: globals()[name] for name in CATALOG_NAMES}
 """The suite's op catalog, by name."""

@@ -318,3 +318,102 @@ def _expand_wrapping(a: Any, shape: Any) -> Any:
 class ExpandMinusOneWraps(_Broken):
     breaks = ("broadcasting.error.expand-minus-one-new-dim",)
     ops = _ops(expand=_expand_wrapping)
+
+
+# -- forward mode: ops.<op>.<form>.jvp --------------------------------------------------------------
+# The reference engine's jvp is the double-vjp trick: the derivative of each VJP with respect to its
+# cotangent. A VJP that keeps its value but doubles its derivative (``r + (r - detach(r))``) leaves the
+# first-order vjp right and makes the jvp twice J t: both the oracle check and the dot-product test of
+# the op's .jvp rule fail, one adapter per op.
+
+
+def tangent_doubled(op: Op) -> Op:
+    """Each VJP with its value kept and its own derivative doubled: forward mode sees 2 J t."""
+    return _corrupted(op, lambda r: table.add(r, table.sub(r, r.detach())))
+
+
+def _tangent_passes(op: Op) -> Op:
+    """floor, whose VJP is zero, with the identity as that VJP's derivative: forward mode sees t."""
+    return dataclasses.replace(op, vjps=(lambda g, ans, a: table.add(table.zeros(g), table.sub(g, g.detach())),))
+
+
+_JVP_BREAKS: dict[str, tuple[Callable[[Op], Callable[..., Any]], Op, tuple[str, ...]]] = {
+    "add": (lambda op: op, table.add, ("tensors", "number")),
+    "sub": (lambda op: op, table.sub, ("tensors", "number")),
+    "mul": (lambda op: op, table.mul, ("tensors", "number")),
+    "div": (lambda op: op, table.div, ("tensors", "number")),
+    "pow": (_pow, table._pow, ("tensors", "integer-exponent", "fractional-exponent")),
+    "maximum": (lambda op: op, table.maximum, ("tensors",)),
+    "minimum": (lambda op: op, table.minimum, ("tensors",)),
+    "where": (lambda op: op, table.where, ("tensors", "number")),
+    "neg": (lambda op: op, table.neg, ("tensor",)),
+    "exp": (lambda op: op, table.exp, ("tensor",)),
+    "log": (lambda op: op, table.log, ("tensor",)),
+    "sqrt": (lambda op: op, table.sqrt, ("tensor",)),
+    "sin": (lambda op: op, table.sin, ("tensor",)),
+    "cos": (lambda op: op, table.cos, ("tensor",)),
+    "tanh": (lambda op: op, table.tanh, ("tensor",)),
+    "sigmoid": (lambda op: op, table.sigmoid, ("tensor",)),
+    "relu": (lambda op: op, table.relu, ("tensor",)),
+    "abs": (lambda op: op, table.abs, ("tensor",)),
+    "clamp": (lambda op: op, table.clamp, ("both", "min", "max")),
+    "clone": (lambda op: op, table.clone, ("tensor",)),
+    "to_dtype": (_to_dtype, table._to_dtype, ("float64",)),
+    "sum": (lambda op: op, table.sum, ("all", "dim", "negative-dim-keepdim", "dims", "dims-keepdim")),
+    "mean": (lambda op: op, table.mean, ("all", "dim", "negative-dim-keepdim", "dims")),
+    "amax": (lambda op: op, table.amax, ("all", "dim", "negative-dim-keepdim", "dims")),
+    "softmax": (lambda op: op, table.softmax, ("negative-dim", "dim")),
+    "log_softmax": (lambda op: op, table.log_softmax, ("negative-dim", "dim")),
+    "reshape": (lambda op: op, table.reshape, ("flatten", "row", "to-zero-d")),
+    "permute": (lambda op: op, table.permute, ("matrix", "negative-dims", "zero-d")),
+    "transpose": (lambda op: op, table.transpose, ("negative-dim", "dims")),
+    "expand": (lambda op: op, table.expand, ("grow", "keep-sizes")),
+    "broadcast_to": (lambda op: op, table.broadcast_to, ("grow",)),
+    "sum_to_size": (lambda op: op, table.sum_to_size, ("to-shape",)),
+    "squeeze": (lambda op: op, table.squeeze, ("dim", "negative-dim")),
+    "unsqueeze": (lambda op: op, table.unsqueeze, ("dim", "negative-dim")),
+    "matmul": (lambda op: op, table.matmul, ("tensors",)),
+    "index": (_index, table._index, ("slices", "int", "ints", "repeated", "mixed")),
+    "cat": (_cat, table._cat, ("dim", "negative-dim")),
+    "stack": (_cat, table._stack, ("dim", "negative-dim")),
+}
+"""op -> (the catalog entry around a table op, that table op, the op's forms)."""
+
+
+def _jvp_broken(name: str, wrap: Callable[[Op], Callable[..., Any]], op: Op, forms: tuple[str, ...]) -> type:
+    title = "".join(part.capitalize() for part in name.split("_"))
+    return type(
+        f"{title}TangentDoubled",
+        (_Broken,),
+        {
+            "__module__": __name__,
+            "__doc__": f"{name}'s VJPs keep their values but double their derivatives: its jvp is 2 J t.",
+            "breaks": _breaks(name, *forms, orders=("jvp",)),
+            "ops": _ops(**{name: wrap(tangent_doubled(op))}),
+        },
+    )
+
+
+for _name, (_wrap, _op, _forms) in _JVP_BREAKS.items():
+    _cls = _jvp_broken(_name, _wrap, _op, _forms)
+    globals()[_cls.__name__] = _cls
+del _name, _wrap, _op, _forms, _cls  # all_broken() must see each class once, by its own name
+
+
+class FloorTangentPasses(_Broken):
+    """floor's VJP is zero, but its derivative is the identity: its jvp is t, not 0."""
+
+    breaks = _breaks("floor", "tensor", orders=("jvp",))
+    ops = _ops(floor=_tangent_passes(table.floor))
+
+
+class StopGradientPassesThrough(_Broken):
+    """stop_gradient is a copy that keeps the graph (clone, not detach): gradients and tangents flow through it."""
+
+    breaks = (
+        *_breaks("stop_gradient", "tensor", orders=("vjp", "jvp")),
+        "detach.stop-gradient.vjp-stops",
+        "detach.stop-gradient.second-order",
+        "detach.stop-gradient.jvp-stops",
+    )
+    ops = _ops(stop_gradient=table.clone)

@@ -1,0 +1,49 @@
+"""The benchmark command: its usage errors, and the figures of one small real run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance import bench
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "conformance", "bench", *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--backends", "nosuch"], "known: torch"), (["--workers", "0"], "--workers"), (["--workers", "a"], "--workers")],
+)
+def test_bad_arguments_are_usage_errors(args: list[str], message: str, tmp_path: Path) -> None:
+    done = _bench(*args, "-o", str(tmp_path / "b.json"))
+    assert done.returncode == 2 and message in done.stderr
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_a_small_run_prints_and_writes_its_figures(tmp_path: Path) -> None:
+    out = tmp_path / "b.json"
+    done = _bench("--backends", "numpy", "--workers", "1", "-o", str(out), "--", "-k", "sum-to-input-shape")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (run,) = json.loads(out.read_text())["runs"]
+    assert (run["backend"], run["workers"], run["rules"], run["checks"]) == ("numpy", 1, 1, 2)
+    assert run["examples"] >= 2 and run["examples_per_s_per_core"] > 0
+    assert 0 < run["engine_share"] < 1 and run["peak_rss_mb"] > 0
+    rule = "broadcasting.grad.sum-to-input-shape"
+    assert {s["check"] for s in run["slowest"]} == {f"{rule}[float32]", f"{rule}[float64]"}
+    assert "| current | numpy | 1 | 1 | 2 |" in done.stdout
+
+
+def test_the_table_gives_the_speedup_of_more_workers() -> None:
+    one = bench.Figures("current", "torch", 1, wall_s=10.0, exit_code=0, checks=4)
+    two = bench.Figures("current", "torch", 2, wall_s=5.5, exit_code=0, checks=4)
+    rows = bench.table([one, two]).splitlines()
+    assert "1.82x" in rows[3] and "1.82x" not in rows[2]

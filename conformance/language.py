@@ -47,6 +47,10 @@ def _check(tree: ast.AST, known: Iterable[str]) -> None:
             raise LanguageError(f"line {node.lineno}: private name {node.id!r}")
 
 
+BUILTINS = ("slice", "len", "list", "tuple", "range", "float", "int", "bool")
+"""The Python builtins a program or scenario may call."""
+
+
 @cache
 def compile_expression(source: str, known: frozenset[str] | None = None) -> CodeType:
     """Parse and check one expression; ``known`` None means any name (checked elsewhere)."""

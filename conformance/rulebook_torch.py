@@ -1,6 +1,6 @@
 """A rule's example script, rewritten as plain PyTorch a learner can paste.
 
-The script vocabulary is small and closed (``templates.VOCABULARY``), so the translation is a table
+The script vocabulary is small and closed (``specs.VOCABULARY``), so the translation is a table
 from each name to its torch spelling, applied to the script's syntax tree. A spelling is itself a
 snippet: ``_0``, ``_1`` stand for the call's positional arguments, ``*_all`` for all its arguments
 and ``*_rest`` for all but the first (keywords follow either). Only what a table cannot say is

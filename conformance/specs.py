@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance import language, oracle
+from conformance import language, oracle, runtime
 from conformance.adapter import CAPABILITIES, OPS
 
 LEVELS = ("required", "recommended", "extension")
@@ -52,6 +52,23 @@ class SpecError(ValueError):
             where += f": field {field!r}"
         super().__init__(f"{where}: {message}")
         self.path, self.rule, self.field = str(path), rule, field
+
+
+VOCABULARY = frozenset(
+    {
+        *OPS,
+        *runtime.STATEFUL,
+        *runtime.CHECKS,
+        *language.BUILTINS,
+        "tensor",
+        "in_thread",
+        "np",
+        "DTYPE",
+        "DEVICE",
+        "RESULT",
+    }
+)
+"""Names a program or scenario may use, besides its drawn arrays (upper-cased) and oracle names."""
 
 
 @dataclass(frozen=True)
@@ -300,7 +317,6 @@ def expand_op(op: Any, path: Path, area: str, second_order_tolerance: Mapping[st
         like = {**given.get("like", {}), **{w: n for n, w in weights.items()}}
         tolerance = {**second_order_tolerance, **op.get("tolerance", {})}
         rules += [
-            _jvp_rule(f"{prefix}.jvp", what, common, given, wrt if isinstance(wrt, list) else [], tolerance),
             {
                 **common,
                 "id": f"{prefix}.vjp",
@@ -310,6 +326,7 @@ def expand_op(op: Any, path: Path, area: str, second_order_tolerance: Mapping[st
                 "tolerance": op.get("tolerance", {}),
                 **({"wrt": wrt} if "wrt" in raw else {}),
             },
+            _jvp_rule(f"{prefix}.jvp", what, common, given, wrt if isinstance(wrt, list) else [], tolerance),
         ]
         if name in oracle.DETACHING:  # no finite-difference reference: its second order is in detach.toml
             continue
@@ -329,13 +346,12 @@ def expand_op(op: Any, path: Path, area: str, second_order_tolerance: Mapping[st
 
 
 def _check_program(program: str, given: Any, path: Path, rid: str) -> None:
-    """The form's program, checked once against its names: the ``.jvp`` rule embeds it in its steps, where a
-    mistake would be reported against a generated script; here it names the form's ``.vjp`` rule."""
-    from conformance.templates import VOCABULARY  # templates imports this module
-
+    """A form's program calls only catalog ops and builtins on its inputs. Checked here, against the form's
+    ``.vjp`` rule: the ``.jvp`` rule embeds the program in generated steps, where a mistake would be
+    reported against a script the author never wrote."""
     names = list(given.get("names", ["x"])) if isinstance(given, dict) else ["x"]
     try:
-        language.compile_expression(program, frozenset(VOCABULARY | {*names, *(n.upper() for n in names)}))
+        language.compile_expression(program, VOCABULARY | {*names, *(n.upper() for n in names)})
     except language.LanguageError as exc:
         raise SpecError(path, rid, "program", str(exc)) from exc
 

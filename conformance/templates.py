@@ -26,19 +26,13 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from conformance import language, oracle, runtime, specs
+from conformance import language, oracle, specs
 from conformance.adapter import ERROR_MEANINGS, OPS
 from conformance.literal import Script
 from conformance.model import ModelTemplate
 from conformance.programs import ProgramTemplate
-from conformance.specs import COMMON_FIELDS, Rule, SpecError
+from conformance.specs import COMMON_FIELDS, VOCABULARY, Rule, SpecError
 from conformance.strategies import Case, cases, fill, representable, values
-
-BUILTINS = ("slice", "len", "list", "tuple", "range", "float", "int", "bool")
-VOCABULARY = frozenset(
-    {*OPS, *runtime.STATEFUL, *runtime.CHECKS, *BUILTINS, "tensor", "in_thread", "np", "DTYPE", "DEVICE", "RESULT"}
-)
-"""Names a program or scenario may use, besides its drawn arrays (upper-cased) and oracle names."""
 
 
 class OracleError(RuntimeError):

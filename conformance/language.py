@@ -30,12 +30,17 @@ class LanguageError(ValueError):
 def _check(tree: ast.AST, known: Iterable[str]) -> None:
     defined = set(known)
     for node in ast.walk(tree):
-        if isinstance(node, (ast.Name, ast.arg)) and (
-            isinstance(getattr(node, "ctx", None), ast.Store) or isinstance(node, ast.arg)
-        ):
-            defined.add(node.id if isinstance(node, ast.Name) else node.arg)
+        bound = None
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound = node.id
+        elif isinstance(node, ast.arg):
+            bound = node.arg
         elif isinstance(node, ast.FunctionDef):
-            defined.add(node.name)
+            bound = node.name
+        if bound is not None and bound in known:  # e.g. a def named backward would hide the engine's
+            raise LanguageError(f"line {node.lineno}: {bound!r} is a name of the vocabulary; choose another")
+        if bound is not None:
+            defined.add(bound)
     for node in ast.walk(tree):
         if not isinstance(node, _ALLOWED):
             raise LanguageError(f"line {getattr(node, 'lineno', '?')}: {type(node).__name__} is not allowed")

@@ -88,7 +88,7 @@ def shapes(g: Given) -> st.SearchStrategy[tuple[list[Shape], Shape]]:
         strategy = st.lists(hnp.array_shapes(**dims), min_size=n, max_size=n).map(lambda ss: (ss, ()))
     elif g.shapes == "fixed":
         fixed = [g.fixed[name] for name in g.names]
-        strategy = st.just((fixed, np.broadcast_shapes(*fixed)))
+        strategy = st.just((fixed, _result(fixed)))
     elif g.shapes == "incompatible":
         return _incompatible(g)
     elif g.shapes == "matmul":
@@ -106,6 +106,14 @@ def shapes(g: Given) -> st.SearchStrategy[tuple[list[Shape], Shape]]:
     if g.fixed and g.shapes != "fixed":
         strategy = strategy.map(lambda sr: _pin(g, sr[0]))
     return strategy.filter(lambda sr: _size_ok([*sr[0], sr[1]], g.max_size))
+
+
+def _result(shapes: Sequence[Shape]) -> Shape:
+    """The broadcast shape of ``shapes``; () when they do not broadcast (fixed shapes of a model's layers)."""
+    try:
+        return np.broadcast_shapes(*shapes)
+    except ValueError:
+        return ()
 
 
 def _pin(g: Given, drawn: list[Shape]) -> tuple[list[Shape], Shape]:
@@ -179,9 +187,6 @@ def example_case(g: Given, example: Mapping[str, Any], dtype: str) -> Case:
     if "result" in example:
         result = tuple(example["result"])
     else:
-        try:
-            result = np.broadcast_shapes(*(a.shape for name, a in arrays.items() if name in g.names))
-        except ValueError:
-            result = ()
+        result = _result([a.shape for name, a in arrays.items() if name in g.names])
     upstream = example.get("upstream")
     return Case(dtype, arrays, result, None if upstream is None else np.asarray(upstream, dtype=np.float64))

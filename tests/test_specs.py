@@ -101,6 +101,9 @@ def test_scenario_checks_steps_and_oracle(tmp_path: Path) -> None:
     bad_oracle = scenario + 'steps = "expect_equal(1, 1)"\noracle = { E = "vjp(\'mul(a, a)\', a=Q)" }\n'
     with pytest.raises(specs.SpecError, match=r"field 'oracle.E': line 1: unknown name 'Q'"):
         templates.load([write(tmp_path, bad_oracle)])
+    shadowing = scenario + 'steps = """\ndef backward(g):\n    return g\n"""\n'
+    with pytest.raises(specs.SpecError, match="field 'steps': line 1: 'backward' is a name of the vocabulary"):
+        templates.load([write(tmp_path, shadowing)])
 
 
 def test_invalid_toml_and_duplicates(tmp_path: Path) -> None:

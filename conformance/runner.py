@@ -20,6 +20,7 @@ from typing import Any
 
 import hypothesis
 from hypothesis import Phase, example, given, settings
+from hypothesis.errors import FlakyFailure
 
 from conformance import runtime, templates
 from conformance.adapter import OPS
@@ -176,6 +177,13 @@ def check(
     try:
         test()
     except CheckFailure as failure:
+        failure.tolerances = tolerances
+        outcome.failure = failure
+    except FlakyFailure as flaky:  # a case failed, then passed when Hypothesis replayed it: still the engine's
+        failure = next((e for e in flaky.exceptions if isinstance(e, CheckFailure)), None)
+        if failure is None:
+            raise
+        failure.detail = f"nondeterministic: failed, then passed when rerun on the same case\n{failure.detail}"
         failure.tolerances = tolerances
         outcome.failure = failure
     finally:

@@ -1,8 +1,8 @@
 """Adapters that misbehave in one op or one method, the rest of the engine correct (the reference engine).
 
 Each probes one way a run could end green by accident: a crash, a hang, a ``BaseException`` from the
-engine, a value of the wrong kind crossing the adapter boundary, or an adapter that does not meet the
-protocol. ``tests/test_isolation.py`` runs them through the command line, serially and with ``-n 2``.
+engine, a result that changes when the same case is rerun, a value of the wrong kind crossing the adapter
+boundary, or an adapter that does not meet the protocol. ``tests/test_isolation.py`` runs them through the command line, serially and with ``-n 2``.
 """
 
 from __future__ import annotations
@@ -48,6 +48,15 @@ def _abort(a: Any) -> Any:
     raise EngineAbort("the engine gave up")
 
 
+_CALLS = [0]
+
+
+def _wrong_once(a: Any) -> Any:
+    """Wrong on its first call only: the failing case passes when Hypothesis replays it."""
+    _CALLS[0] += 1
+    return OPS.sigmoid(a) if _CALLS[0] > 1 else OPS.neg(OPS.sigmoid(a))
+
+
 class Segfaults(ReferenceAdapter):
     ops = _with_sigmoid(_segfault)
 
@@ -66,6 +75,10 @@ class RaisesSystemExit(ReferenceAdapter):
 
 class RaisesBaseException(ReferenceAdapter):
     ops = _with_sigmoid(_abort)
+
+
+class Nondeterministic(ReferenceAdapter):
+    ops = _with_sigmoid(_wrong_once)
 
 
 class NumpyWrongShape(ReferenceAdapter):

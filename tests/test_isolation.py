@@ -48,6 +48,7 @@ MISBEHAVING = [
     ("RaisesKeyboardInterrupt", SIGMOID, "failed", "KeyboardInterrupt"),
     ("RaisesSystemExit", SIGMOID, "failed", "SystemExit"),
     ("RaisesBaseException", SIGMOID, "failed", "EngineAbort"),
+    ("Nondeterministic", SIGMOID, "failed", "nondeterministic"),
     ("NumpyWrongShape", SIGMOID, "error", "numpy() returned an array of shape"),
     ("NumpyReturnsList", SIGMOID, "error", "not a numpy.ndarray"),
     ("VjpTooFewGradients", MUL, "error", "vjp() returned 1 gradients for 2 primals"),

@@ -196,6 +196,8 @@ def pytest_cmdline_main(config: pytest.Config) -> Generator[None, Any, Any]:
             option.numprocesses = 1
         if getattr(option, "maxworkerrestart", None) is None:
             option.maxworkerrestart = MAX_WORKER_RESTARTS
+        if getattr(option, "dist", "no") == "no":  # no --dist given: an idle worker takes checks from a busy one
+            option.dist = "worksteal"
     return (yield)
 
 

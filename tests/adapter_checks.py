@@ -9,6 +9,19 @@ from typing import Any
 
 import numpy as np
 
+from conformance.adapter import CAPABILITY_METHODS
+
+INPLACE_OPS = {"add_", "sub_", "mul_", "zero_", "copy_", "setitem_"}
+"""The catalog's in-place ops: the stateful layer's, absent from a functional engine's ops."""
+STATEFUL = (set(CAPABILITY_METHODS) - {"forward_mode"}) | {
+    "inplace",
+    "views",
+    "graph_freeing",
+    "backward_inputs",
+    "allow_unused",
+}
+"""Every capability of the stateful layer (adapter.py's module docstring): a functional engine declares none."""
+
 
 def check_vjp_of_a_broadcast_product(adapter: Any, dtype: str = "float64") -> None:
     """mul of a (2, 3) and a (3,) array: each gradient is reduced to its input's shape."""

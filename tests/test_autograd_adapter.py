@@ -7,21 +7,18 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from conformance.adapter import CAPABILITIES, CAPABILITY_METHODS, ERROR_MEANINGS, OPS
+from conformance.adapter import CAPABILITIES, ERROR_MEANINGS, OPS
 from conformance.runtime import Checks
-from tests.adapter_checks import check_vjp_of_a_broadcast_product, check_vjp_unused_primal_and_nesting
+from tests.adapter_checks import (
+    INPLACE_OPS,
+    STATEFUL,
+    check_vjp_of_a_broadcast_product,
+    check_vjp_unused_primal_and_nesting,
+)
 
 anp = pytest.importorskip("autograd.numpy", reason="autograd is not installed")
 AutogradAdapter = pytest.importorskip("conformance.backends.autograd_adapter").AutogradAdapter
 
-INPLACE_OPS = {"add_", "sub_", "mul_", "zero_", "copy_", "setitem_"}
-STATEFUL = (set(CAPABILITY_METHODS) - {"forward_mode"}) | {
-    "inplace",
-    "views",
-    "graph_freeing",
-    "backward_inputs",
-    "allow_unused",
-}
 DTYPES = ("float16", "float32", "float64", "int64", "int32", "bool")
 """What NumPy (so autograd) has among the suite's dtypes: no bfloat16."""
 

@@ -10,11 +10,11 @@ import pytest
 from conformance import specs, templates
 from conformance.adapter import CAPABILITIES, ERROR_MEANINGS, OPS
 from conformance.plugin import OUTCOME
+from tests.adapter_checks import INPLACE_OPS
 from tests.conftest import check_rule, make_run
 
 JaxAdapter = pytest.importorskip("conformance.backends.jax_adapter", reason="jax is not installed").JaxAdapter
 
-INPLACE_OPS = {"add_", "sub_", "mul_", "zero_", "copy_", "setitem_"}
 FUNCTIONAL_CORE = ("engine_version", "devices", "tensor", "numpy", "dtype", "shape", "device", "vjp")
 
 

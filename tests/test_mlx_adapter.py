@@ -7,6 +7,7 @@ import pytest
 
 from conformance import oracle
 from conformance.adapter import CAPABILITIES, ERROR_MEANINGS, OPS, validate
+from tests.adapter_checks import INPLACE_OPS
 
 mx = pytest.importorskip("mlx.core", reason="mlx is not installed")
 MlxAdapter = pytest.importorskip("conformance.backends.mlx_adapter").MlxAdapter
@@ -19,7 +20,6 @@ PROGRAM = "mul(a, sin(b))"
 DTYPES = {"float16": mx.float16, "bfloat16": mx.bfloat16, "float32": mx.float32, "float64": mx.float64,
           "int32": mx.int32, "int64": mx.int64, "bool": mx.bool_}  # fmt: skip
 """Every dtype the adapter declares (float64, float16, bfloat16, integer_tensors), with MLX's own."""
-INPLACE_OPS = {"add_", "sub_", "mul_", "zero_", "copy_", "setitem_"}
 
 
 @pytest.fixture

@@ -8,9 +8,14 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from conformance.adapter import CAPABILITIES, CAPABILITY_METHODS, ERROR_MEANINGS, OPS, validate
+from conformance.adapter import CAPABILITIES, ERROR_MEANINGS, OPS, validate
 from conformance.runtime import Checks
-from tests.adapter_checks import check_vjp_of_a_broadcast_product, check_vjp_unused_primal_and_nesting
+from tests.adapter_checks import (
+    INPLACE_OPS,
+    STATEFUL,
+    check_vjp_of_a_broadcast_product,
+    check_vjp_unused_primal_and_nesting,
+)
 
 # PaddlePaddle segfaults when it is imported after TensorFlow in one process (it loads fine before it),
 # and a pytest-xdist worker may run the paddle tests after these: where both are installed, paddle first.
@@ -19,14 +24,6 @@ with contextlib.suppress(ImportError):
 tf = pytest.importorskip("tensorflow", reason="tensorflow is not installed")
 from conformance.backends.tensorflow_adapter import TensorflowAdapter  # noqa: E402
 
-INPLACE_OPS = {"add_", "sub_", "mul_", "zero_", "copy_", "setitem_"}
-STATEFUL = (set(CAPABILITY_METHODS) - {"forward_mode"}) | {
-    "inplace",
-    "views",
-    "graph_freeing",
-    "backward_inputs",
-    "allow_unused",
-}
 DTYPES = ("float16", "float32", "float64", "int64", "int32", "bool")
 """The declared dtypes NumPy has; bfloat16 comes back as float32 (its own test)."""
 

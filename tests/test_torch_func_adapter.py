@@ -11,21 +11,17 @@ import pytest
 import torch
 
 from conformance import runtime, specs, templates
-from conformance.adapter import CAPABILITIES, CAPABILITY_METHODS, ERROR_MEANINGS, OPS, validate
+from conformance.adapter import CAPABILITIES, ERROR_MEANINGS, OPS, validate
 from conformance.backends.torch_func_adapter import TorchFuncAdapter
 from conformance.plugin import OUTCOME
-from tests.adapter_checks import check_vjp_of_a_broadcast_product, check_vjp_unused_primal_and_nesting
+from tests.adapter_checks import (
+    INPLACE_OPS,
+    STATEFUL,
+    check_vjp_of_a_broadcast_product,
+    check_vjp_unused_primal_and_nesting,
+)
 from tests.conftest import check_rule, make_run
 
-INPLACE_OPS = {"add_", "sub_", "mul_", "zero_", "copy_", "setitem_"}
-STATEFUL = (set(CAPABILITY_METHODS) - {"forward_mode"}) | {
-    "inplace",
-    "views",
-    "graph_freeing",
-    "backward_inputs",
-    "allow_unused",
-}
-"""Every capability of the stateful layer (adapter.py's module docstring)."""
 DTYPES = ("float16", "bfloat16", "float32", "float64", "int64", "int32", "bool")
 
 

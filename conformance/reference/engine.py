@@ -533,6 +533,23 @@ def apply(op: Op, *args: Any, **kwargs: Any) -> Tensor:
     return out
 
 
+def _check_saved(saved: Sequence[tuple[Tensor, int]], freed: bool, name: str) -> None:
+    """Saved tensors may be used only while the graph holds them and only at the version they were saved at."""
+    if freed:
+        raise GraphFreedError(
+            "Trying to backward through the graph a second time (or directly access saved tensors after "
+            "they have already been freed). Specify retain_graph=True if you need to backward through "
+            "the graph a second time."
+        )
+    for t, version in saved:
+        if t._version != version:
+            raise ModifiedInplaceError(
+                f"one of the variables needed for gradient computation has been modified by an inplace "
+                f"operation: [{t.dtype} {list(t.shape)}] is at version {t._version}; expected version "
+                f"{version} instead (saved by {name})."
+            )
+
+
 class Node:
     """One recorded op: edges to where its inputs' gradients go, and what its VJPs need.
 
@@ -567,19 +584,7 @@ class Node:
 
     def backward(self, g: Tensor, needed: Sequence[bool]) -> list[Tensor | None]:
         """The gradient for each argument that has ``needed`` set, in the argument's dtype."""
-        if self.args is None:
-            raise GraphFreedError(
-                "Trying to backward through the graph a second time (or directly access saved tensors after "
-                "they have already been freed). Specify retain_graph=True if you need to backward through "
-                "the graph a second time."
-            )
-        for t, version in self.saved:
-            if t._version != version:
-                raise ModifiedInplaceError(
-                    f"one of the variables needed for gradient computation has been modified by an inplace "
-                    f"operation: [{t.dtype} {list(t.shape)}] is at version {t._version}; expected version "
-                    f"{version} instead (saved by {self.name})."
-                )
+        _check_saved(self.saved, self.args is None, self.name)
         grads: list[Tensor | None] = []
         for i, arg in enumerate(self.args):
             if not needed[i]:
@@ -894,19 +899,7 @@ class FunctionNode(Node):
 
     def unpack(self) -> tuple[Tensor, ...]:
         """The saved tensors, refused once freed or after an in-place write to one of them."""
-        if self.freed:
-            raise GraphFreedError(
-                "Trying to backward through the graph a second time (or directly access saved tensors after "
-                "they have already been freed). Specify retain_graph=True if you need to backward through "
-                "the graph a second time."
-            )
-        for t, version in self.saved:
-            if t._version != version:
-                raise ModifiedInplaceError(
-                    f"one of the variables needed for gradient computation has been modified by an inplace "
-                    f"operation: [{t.dtype} {list(t.shape)}] is at version {t._version}; expected version "
-                    f"{version} instead (saved by {self.name})."
-                )
+        _check_saved(self.saved, self.freed, self.name)
         return tuple(t for t, _ in self.saved)
 
     def backward(self, g: Tensor, needed: Sequence[bool]) -> list[Tensor | None]:

@@ -214,12 +214,15 @@ class Collector:
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         self.started.setdefault(nodeid, time.monotonic())
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         recorded = [value for name, value in report.user_properties if name == PROPERTY]
         if recorded:
             self.results[report.nodeid] = recorded[-1]
         elif report.failed and report.when not in ("setup", "call", "teardown"):
-            self.results[report.nodeid] = self._lost(report)  # xdist's report of a crashed worker
+            lost = self.results[report.nodeid] = self._lost(report)  # xdist's report of a crashed worker
+            if lost.get("status") == "expected_failure":  # pytest's own tally says xfailed, as the gate does
+                report.outcome, report.wasxfail = "skipped", lost["expected"]["reason"]
         elif report.failed:
             self.unrecorded_failures += 1
 
@@ -259,8 +262,9 @@ class Collector:
             )
             facts["failure"] = failure_record(failure, outcome)
         expected = self.gate.expected(rule.id, dtype)
-        if expected is not None:
+        if expected is not None:  # a known hang or crash is a known gap like any other failure
             facts["expected"] = expected.as_dict()
+            status = "expected_failure"
         return results.record(rule, dtype, status, **facts)
 
     def document(self, incomplete: str | None) -> dict[str, Any]:

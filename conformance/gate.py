@@ -14,7 +14,8 @@ The property checks (the stateful model, the random programs) are rules like any
 ``specs/properties.toml``, so their entries name them by rule id.
 
 An entry naming no rule or check (or a dtype the rule does not run in) is an error: a stale file must
-not hide anything. An expected failure that passes is reported ``unexpectedly_passed``; it breaks the
+not hide anything. A listed check that crashes or times out is an expected failure too (a known hang is a
+known gap; its failure kind says which). An expected failure that passes is reported ``unexpectedly_passed``; it breaks the
 gate under ``--strict-expected``, so the file is kept honest.
 """
 

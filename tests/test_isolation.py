@@ -79,6 +79,26 @@ def test_a_misbehaving_engine_fails_its_check_and_the_run_goes_on(
     assert 'class="gate broken"' in html and results.problems(doc) == []
 
 
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "n2"])
+@pytest.mark.parametrize(("adapter", "status"), [("Segfaults", "crashed"), ("Hangs", "timeout")])
+def test_a_known_crash_or_hang_is_an_expected_failure(
+    tmp_path: Path, adapter: str, status: str, workers: tuple[str, ...]
+) -> None:
+    """An engine's known hang is listed like any known gap: the gate holds, the failure keeps its kind."""
+    listed = tmp_path / "expected.toml"
+    listed.write_text(f'[[expected]]\nrule = "{SIGMOID}"\nreason = "the probe {status} here"\n')
+    options = (f"--specs={PROBE}", "--dtypes=float64", f"--expected-failures={listed}", *workers)
+    limit = ("--check-timeout=8",) if status == "timeout" else ()
+    code, output, doc, html = _pytest(tmp_path, f"tests.misbehaving:{adapter}", *options, *limit)
+    assert code == pytest.ExitCode.OK, output
+    assert doc is not None and html is not None and doc["gate"]["holds"], output
+    known = {r["id"]: r for r in doc["results"]}[SIGMOID]
+    assert known["status"] == "expected_failure" and known["failure"]["kind"] == status, known
+    assert known["expected"]["reason"] == f"the probe {status} here"
+    assert "gate HOLDS: 2 passed, 1 expected failure" in output and "1 xfailed" in output, output
+    assert 'class="gate holds"' in html
+
+
 @pytest.mark.parametrize(
     ("backend", "message"),
     [

@@ -286,6 +286,7 @@ class Collector:
             "dtypes": list(self.run.dtypes),
             "profile": self.run.profile,
             "seed": self.run.seed,
+            "shape_pool": self.run.shape_pool,
             "isolated": self.run.isolated,
             "platform": {
                 "python": platform.python_version(),

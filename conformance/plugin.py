@@ -75,6 +75,8 @@ class Run:
     """The xdist worker id: names this process's in-flight file."""
     hypothesis_settings: settings | None = None
     """Overrides the loaded profile (the suite's own tests use it)."""
+    shape_pool: int | None = None
+    """``--shape-pool``: each rule draws its shapes from this many shape sets (for compile-per-shape engines)."""
 
     def check(self, rule: specs.Rule, dtype: str, stash: pytest.Stash | None = None) -> runner.Outcome:
         """Run one rule in one dtype: skip when unsupported, fail with a repro on divergence.
@@ -86,7 +88,15 @@ class Run:
             inflight.parent.mkdir(parents=True, exist_ok=True)
         known = stash is not None and EXPECTED in stash
         outcome = runner.check(
-            self.adapter, rule, dtype, self.device, self.seed, self.hypothesis_settings, inflight, shrink=not known
+            self.adapter,
+            rule,
+            dtype,
+            self.device,
+            self.seed,
+            self.hypothesis_settings,
+            inflight,
+            shrink=not known,
+            shape_pool=self.shape_pool,
         )
         if stash is not None:
             stash[OUTCOME] = outcome
@@ -156,6 +166,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=("process", "none"),
         help="process (default): checks run in pytest-xdist workers, so a crash or a hang fails one check; "
         "none: in this process (for debugging; a crash or a hang then ends the run)",
+    )
+    group.addoption(
+        "--shape-pool",
+        default=None,
+        metavar="K",
+        help="draw each rule's shapes from K shape sets fixed per rule (the simplest, one with a size-0 dim, the "
+        "largest, ...) while values vary: for engines that compile per fresh shape (JAX, tinygrad). Default: "
+        "fresh shapes for every case",
     )
     group.addoption(
         "--check-timeout",
@@ -253,6 +271,11 @@ def _configure_run(config: pytest.Config, name: str) -> Run:
         raise _usage(
             f"--check-timeout must be a number of seconds (0: no limit), got {config.getoption('check_timeout')!r}"
         )
+    shape_pool = config.getoption("shape_pool")
+    if shape_pool is not None:
+        if not (shape_pool.isdigit() and int(shape_pool) >= 1):
+            raise _usage(f"--shape-pool must be a whole number of shape sets (at least 1), got {shape_pool!r}")
+        shape_pool = int(shape_pool)
     profile = config.getoption("conformance_profile")
     if not config.getoption("hypothesis_profile", None):
         settings.load_profile(f"conformance-{profile}")
@@ -268,6 +291,8 @@ def _configure_run(config: pytest.Config, name: str) -> Run:
     args = f"conformance --backend={name} --device={device} --conformance-profile={profile}"
     if seed is not None:
         args += f" --hypothesis-seed={seed}"
+    if shape_pool is not None:
+        args += f" --shape-pool={shape_pool}"
     return Run(
         adapter=adapter,
         device=device,
@@ -281,6 +306,7 @@ def _configure_run(config: pytest.Config, name: str) -> Run:
         isolated=hasattr(config, "workerinput") or bool(getattr(config.option, "numprocesses", 0)),
         timeout=timeout,
         worker=getattr(config, "workerinput", {}).get("workerid", "main"),
+        shape_pool=shape_pool,
     )
 
 
@@ -306,7 +332,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"conformance {conformance.__version__}: backend {run.adapter.name} {run.adapter.engine_version()}, "
         f"device {run.device}, dtypes {','.join(run.dtypes)}",
         f"conformance: {len(run.rules)} rules, spec version {run.spec_version}, "
-        f"profile {run.profile} (hypothesis {hypothesis.__version__}), seed {seed}",
+        f"profile {run.profile} (hypothesis {hypothesis.__version__}), seed {seed}"
+        + ("" if run.shape_pool is None else f", shapes from {run.shape_pool} sets per rule (--shape-pool)"),
         f"conformance: isolation: {isolation}",
     ]
 

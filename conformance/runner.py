@@ -14,7 +14,7 @@ import os
 import pickle
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -144,12 +144,14 @@ def check(
     overrides: settings | None = None,
     inflight: Path | None = None,
     shrink: bool = True,
+    shape_pool: int | None = None,
 ) -> Outcome:
     """Run ``rule`` in ``dtype`` through Hypothesis; the outcome holds the shrunk failure, if any.
 
     ``seed`` None is the gate's seed, fixed per rule; ``overrides`` replaces the loaded profile.
     ``shrink`` False keeps the first failing case as it was drawn: for a check listed as an expected
     failure, whose deviation is known, shrinking is most of a slow engine's time and tells nothing new.
+    ``shape_pool`` draws the shapes from that many shape sets fixed per rule (``Given.shape_pool``).
     """
     outcome = Outcome(rule, dtype, missing=missing(adapter, rule, dtype, device))
     template = TEMPLATES[rule.template]
@@ -168,7 +170,8 @@ def check(
 
         test = template.test(adapter, rule, dtype, device, seed, overrides, progress)
     else:
-        test = _property(adapter, rule, dtype, device, template, outcome, where, tolerances)
+        drawing = rule if shape_pool is None else replace(rule, given=replace(rule.given, shape_pool=shape_pool))
+        test = _property(adapter, drawing, dtype, device, template, outcome, where, tolerances)
         if not shrink:
             overrides = settings(overrides, phases=[p for p in Phase if p not in (Phase.shrink, Phase.explain)])
         if overrides is not None:

@@ -88,6 +88,9 @@ class Given:
     kinks: str | None = None
     """An oracle expression over the drawn arrays whose zeros are where the rule's program is not
     differentiable; drawn cases put every element of it at least ``KINK_MARGIN`` from zero."""
+    shape_pool: int | None = None
+    """Set by the run (``--shape-pool``), never by a spec: draw the shapes from this many shape sets
+    fixed per rule, so an engine that compiles per shape compiles a few, while values vary freely."""
 
     def domain_of(self, name: str) -> str:
         return self.domain.get(name, self.domain.get("*", "real"))

@@ -8,6 +8,7 @@ in that dtype, so the oracle sees precisely what the engine sees.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Mapping, Sequence
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from hypothesis import assume
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -108,6 +109,41 @@ def shapes(g: Given) -> st.SearchStrategy[tuple[list[Shape], Shape]]:
     return strategy.filter(lambda sr: _size_ok([*sr[0], sr[1]], g.max_size))
 
 
+_POOL_DRAWS = 40
+"""Draws from a rule's shape strategy that a shape pool picks from."""
+_POOLS: dict[tuple[str, int], list[tuple[list[Shape], Shape]]] = {}
+
+
+def shape_pool(g: Given, k: int) -> list[tuple[list[Shape], Shape]]:
+    """At most ``k`` of the shape sets ``shapes(g)`` draws, the same on every run: the simplest, one with a
+    size-0 dim, the largest, then as drawn. For engines that compile per shape (``--shape-pool``)."""
+    if k < 1:
+        raise ValueError(f"a shape pool needs at least one shape set, got {k}")
+    key = (repr(dataclasses.replace(g, shape_pool=None)), k)
+    if key not in _POOLS:
+        drawn: list[tuple[list[Shape], Shape]] = []
+
+        @settings(
+            max_examples=_POOL_DRAWS,
+            derandomize=True,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+            deadline=None,
+        )
+        @given(shapes(g))
+        def collect(shape_set: tuple[list[Shape], Shape]) -> None:
+            if shape_set not in drawn:
+                drawn.append(shape_set)
+
+        collect()
+        empty = [d for d in drawn if any(0 in s for s in d[0])]
+        largest = max(drawn, key=lambda d: sum(math.prod(s) for s in [*d[0], d[1]]))
+        picks = [drawn[0], *empty[:1], largest, *drawn]
+        _POOLS[key] = [p for i, p in enumerate(picks) if p not in picks[:i]][:k]
+    return _POOLS[key]
+
+
 def _result(shapes: Sequence[Shape]) -> Shape:
     """The broadcast shape of ``shapes``; () when they do not broadcast (fixed shapes of a model's layers)."""
     try:
@@ -135,7 +171,8 @@ def values(shape: Shape, dtype: str, domain: str) -> st.SearchStrategy[np.ndarra
 
 def cases(g: Given, dtypes: Sequence[str]) -> st.SearchStrategy[Case]:
     """A dtype, then shapes, then values for every name (and every ``like`` extra)."""
-    dtype_strategy, shape_strategy = st.sampled_from(list(dtypes)), shapes(g)
+    dtype_strategy = st.sampled_from(list(dtypes))
+    shape_strategy = shapes(g) if g.shape_pool is None else st.sampled_from(shape_pool(g, g.shape_pool))
 
     @st.composite
     def case(draw: st.DrawFn) -> Case:

@@ -126,6 +126,7 @@ def test_an_adapter_mistake_is_a_usage_error_before_any_test(tmp_path: Path, bac
         (("--dtypes=bfloat16",), "numpy has none of the dtypes ['bfloat16']"),
         (("--device=tpu",), "--device 'tpu' is not available to numpy here; available: cpu, sim"),
         (("--check-timeout=soon",), "--check-timeout must be a number of seconds"),
+        (("--shape-pool=0",), "--shape-pool must be a whole number of shape sets (at least 1), got '0'"),
         (("--specs={empty}",), "no rules found"),
         (("--report-html={directory}",), "cannot be written (is a directory)"),
     ],

@@ -25,6 +25,7 @@ TOP_LEVEL = {
     "dtypes",
     "profile",
     "seed",
+    "shape_pool",
     "platform",
     "duration_s",
     "incomplete",

@@ -65,6 +65,7 @@ CAPABILITIES: dict[str, str] = {
     "hooks": "tensor hooks (register_hook) that see and may replace a tensor's gradient, removable",
     "post_accumulate_hooks": "hooks on a leaf that run after its .grad was updated",
     "custom_function": "custom ops from a forward and a backward (torch.autograd.Function)",
+    "once_differentiable": "a custom op's backward marked once-differentiable (function(..., once_differentiable=True))",
     "optimizer": "an SGD optimizer over a list of leaves, with zero_grad and step",
 }
 """Every capability name a rule may need, with what it means. Specs are validated against it."""

@@ -118,10 +118,32 @@ class Program:
         text = self.forward()
         text += f"def program({args}):\n{body}    return {self.steps[-1][0]}\n"
         text += f"def paired({args}):\n    out, g = vjp(program, [{args}], tensor(UPSTREAM))\n"
-        text += f"    return {functools.reduce(lambda total, term: f'add({total}, {term})', pairing)}\n"
+        text += f"    return {functools.reduce(_added, pairing)}\n"
         text += f"out, second = vjp(paired, [{args}], tensor(1.0))\n"
         text += "".join(f"expect_close(second[{i}], EXPECTED_{n.upper()})\n" for i, n in enumerate(wrt))
         return Script(constants, text)
+
+    def jvp_script(self, upstream: np.ndarray, tangents: dict[str, np.ndarray]) -> Script:
+        """Forward mode: jvp along drawn tangents against the oracle's exact ``J t``, and the dot-product test
+        <u, J t> = <J^T u, t> between the engine's own jvp and vjp."""
+        wrt = self.wrt
+        constants = self.constants(upstream)
+        constants.update({f"T_{n.upper()}": tangents[n] for n in wrt})
+        constants["EXPECTED_JVP"] = oracle.jvp(self.expression, {n: tangents[n] for n in wrt}, **self.arrays)
+        args = ", ".join(wrt)
+        body = "".join(f"    {name} = {call}\n" for name, call in self.steps)
+        pulled = [f"sum(mul(pulled[{i}], tensor(T_{n.upper()})))" for i, n in enumerate(wrt)]
+        text = self.forward()
+        text += f"def program({args}):\n{body}    return {self.steps[-1][0]}\n"
+        text += f"out, tangent = jvp(program, [{args}], [{', '.join(f'tensor(T_{n.upper()})' for n in wrt)}])\n"
+        text += "expect_close(tangent, EXPECTED_JVP)\n"
+        text += f"pulled = vjp(program, [{args}], tensor(UPSTREAM))[1]\n"
+        text += f"expect_close(sum(mul(tensor(UPSTREAM), tangent)), numpy({functools.reduce(_added, pulled)}))\n"
+        return Script(constants, text)
+
+
+def _added(total: str, term: str) -> str:
+    return f"add({total}, {term})"
 
 
 def _calls(draw: st.DrawFn, nodes: list[Value], result: tuple[int, ...]) -> tuple[str, list[Value]] | None:
@@ -205,12 +227,13 @@ def cotangents(program: Program, dtype: str) -> st.SearchStrategy[np.ndarray]:
 
 @dataclass(frozen=True)
 class ProgramCase:
-    """One drawn program with its upstream gradient (and, at second order, the pairing weights)."""
+    """One drawn program with its upstream gradient and, but for ``backward``, an array per leaf that gets a
+    gradient: the pairing weights (``gradgrad``) or the tangents (``jvp``)."""
 
     dtype: str
     program: Program
     upstream: np.ndarray
-    weights: dict[str, np.ndarray] | None = None
+    directions: dict[str, np.ndarray] | None = None
 
     def __repr__(self) -> str:
         leaves = ", ".join(f"{leaf.name}: {leaf.kind} {leaf.array.shape}" for leaf in self.program.leaves)
@@ -218,33 +241,36 @@ class ProgramCase:
 
 
 @st.composite
-def program_cases(draw: st.DrawFn, dtype: str, kinds: tuple[str, ...], order: int) -> ProgramCase:
-    """A program, its upstream gradient and, at second order, a weight per leaf to pair the gradients with."""
+def program_cases(draw: st.DrawFn, dtype: str, kinds: tuple[str, ...], check: str) -> ProgramCase:
+    """A program, its upstream gradient and, but for ``backward``, a direction per leaf that gets a gradient."""
     program = draw(programs(dtype, kinds))
     upstream = draw(cotangents(program, dtype), label="upstream")
-    if order == 1:
+    if check == "backward":
         return ProgramCase(dtype, program, upstream)
-    weights = {n: draw(values(program.arrays[n].shape, dtype, "real"), label=f"v_{n}") for n in program.wrt}
-    return ProgramCase(dtype, program, upstream, weights)
+    directions = {n: draw(values(program.arrays[n].shape, dtype, "real"), label=f"v_{n}") for n in program.wrt}
+    return ProgramCase(dtype, program, upstream, directions)
+
+
+CHECKS = {"backward": ["stateful"], "gradgrad": ["higher_order"], "jvp": ["forward_mode"]}
+"""What a program rule checks, and the capability each needs."""
 
 
 class ProgramTemplate:
-    """The ``program`` template: random programs, checked at first (``order = 1``, through ``backward``:
-    every leaf's .grad) or second order (``order = 2``, nested ``vjp`` against finite differences)."""
+    """The ``program`` template: random programs, checked through ``backward`` (every leaf's .grad), ``gradgrad``
+    (nested ``vjp`` against finite differences) or ``jvp`` (forward mode against the oracle's ``J t``)."""
 
-    fields = {"order": True, "leaves": False}
-    code_field = "order"
+    fields = {"check": True, "leaves": False}
+    code_field = "check"
 
     def needs(self, rule: Rule) -> list[str]:
-        first = ["stateful"] if rule.args["order"] == 1 else ["higher_order"]
-        return [*first, *(KIND_NEEDS[k] for k in self._kinds(rule) if k in KIND_NEEDS)]
+        return [*CHECKS[rule.args["check"]], *(KIND_NEEDS[k] for k in self._kinds(rule) if k in KIND_NEEDS)]
 
     def ops(self, rule: Rule) -> frozenset[str]:
         return frozenset({*UNARY, *BINARY, *SHAPED, "tanh"})
 
     def validate(self, rule: Rule) -> None:
-        if rule.args["order"] not in (1, 2):
-            raise SpecError(rule.path, rule.id, "order", "must be 1 (backward) or 2 (nested vjp)")
+        if rule.args["check"] not in CHECKS:
+            raise SpecError(rule.path, rule.id, "check", f"must be one of {sorted(CHECKS)}")
         kinds = rule.args.get("leaves", list(KINDS))
         if not (isinstance(kinds, list) and "grad" in kinds and set(kinds) <= set(KINDS)):
             raise SpecError(rule.path, rule.id, "leaves", f"must list kinds from {KINDS}, 'grad' among them")
@@ -253,13 +279,17 @@ class ProgramTemplate:
         return tuple(rule.args.get("leaves", KINDS))
 
     def strategy(self, rule: Rule, dtypes: list[str]) -> st.SearchStrategy[ProgramCase]:
-        kinds, order = self._kinds(rule), rule.args["order"]
-        return st.sampled_from(dtypes).flatmap(lambda dtype: program_cases(dtype, kinds, order))
+        kinds, check = self._kinds(rule), rule.args["check"]
+        return st.sampled_from(dtypes).flatmap(lambda dtype: program_cases(dtype, kinds, check))
 
     def example(self, rule: Rule, case: Any) -> Any:
         return case
 
     def script(self, rule: Rule, case: ProgramCase) -> Script:
-        if case.weights is None:
+        check = rule.args["check"]
+        if check == "backward":
             return case.program.backward_script(case.upstream)
-        return case.program.gradgrad_script(case.upstream, case.weights)
+        assert case.directions is not None
+        if check == "gradgrad":
+            return case.program.gradgrad_script(case.upstream, case.directions)
+        return case.program.jvp_script(case.upstream, case.directions)

@@ -32,6 +32,14 @@ for name in "${BACKENDS[@]}"; do
 done
 python -m conformance report $(printf "reports/results/%s.json " "${BACKENDS[@]}") -o reports/index.html --readme README.md
 python -m conformance rules --format markdown -o docs/rules  # the rulebook, from specs/ alone
+# The scoreboard alone, as headless Chromium renders it: a copy of the report with everything else hidden
+if browser=$(command -v chromium || command -v chromium-browser); then
+    page=$(mktemp --suffix=.html)
+    sed 's|</style>|header, form, main > section:not(#scoreboard) { display: none !important; }\n</style>|' \
+        reports/index.html > "$page"
+    "$browser" --headless --hide-scrollbars --window-size=1700,560 --screenshot=reports/scoreboard.png "file://$page"
+    rm -f "$page"
+fi
 python -m conformance bench --backends torch,numpy -o reports/benchmarks.json  # -n 1 and -n 2: the speed figures
 
 # Deliberately broken adapters (tests/broken/), on the broadcasting rules; one with an

@@ -26,8 +26,8 @@ shows up as a failing rule, never as a fix here. The mapping, in paddle's terms:
 
 * hooks are ``register_hook`` (its handle's ``remove``); a custom function is a ``PyLayer`` made
   from the forward and backward (``saved_tensors`` is ``ctx.saved_tensor()``; paddle has no
-  ``needs_input_grad`` and no ``once_differentiable``, so those raise paddle's ``AttributeError`` and a
-  ``TypeError``); the optimizer is ``paddle.optimizer.SGD``, ``zero_grad`` its ``clear_grad()`` (zeros, by
+  ``needs_input_grad``, so that raises paddle's ``AttributeError``, and no once-differentiable mark, so the
+  ``once_differentiable`` capability is not declared); the optimizer is ``paddle.optimizer.SGD``, ``zero_grad`` its ``clear_grad()`` (zeros, by
   paddle's default).
 
 Ops: tensor-number arithmetic goes through paddle's operators (``paddle.add`` and friends accept
@@ -305,8 +305,8 @@ class PaddleAdapter:
     def function(
         self, forward: Callable[..., Any], backward: Callable[..., Any], once_differentiable: bool = False
     ) -> Any:
-        if once_differentiable:
-            raise TypeError("paddle's PyLayer has no once_differentiable")
+        if once_differentiable:  # not declared: the suite never asks for it
+            raise NotImplementedError("paddle's PyLayer has no once-differentiable mark")
         body = {"forward": staticmethod(forward), "backward": staticmethod(backward)}
         return type("Custom", (paddle.autograd.PyLayer,), body).apply
 

@@ -141,6 +141,7 @@ class TorchAdapter:
             "hooks",
             "post_accumulate_hooks",
             "custom_function",
+            "once_differentiable",
             "optimizer",
         }
     )

@@ -53,6 +53,7 @@ class ReferenceAdapter:
             "hooks",
             "post_accumulate_hooks",
             "custom_function",
+            "once_differentiable",
             "optimizer",
         }
     )

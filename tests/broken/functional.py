@@ -28,6 +28,7 @@ class JvpDoubled(TorchFuncAdapter):
         "forward_mode.hvp.mixed-partials",
         "forward_mode.hvp.reverse-over-forward",
         "detach.stop-gradient.jvp-stops",
+        "properties.programs.jvp",
     )
 
     def jvp(self, fn: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) -> Any:

@@ -37,7 +37,8 @@ if browser=$(command -v chromium || command -v chromium-browser); then
     page=$(mktemp --suffix=.html)
     sed 's|</style>|header, form, main > section:not(#scoreboard) { display: none !important; }\n</style>|' \
         reports/index.html > "$page"
-    "$browser" --headless --hide-scrollbars --window-size=1700,560 --screenshot=reports/scoreboard.png "file://$page"
+    "$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=2000,450 \
+        --screenshot=reports/scoreboard.png "file://$page"
     rm -f "$page"
 fi
 python -m conformance bench --backends torch,numpy -o reports/benchmarks.json  # -n 1 and -n 2: the speed figures

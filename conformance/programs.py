@@ -85,6 +85,12 @@ class Program:
         text = "".join(leaf.statement() for leaf in self.leaves)
         return text + "".join(f"{name} = {call}\n" for name, call in self.steps)
 
+    def function(self) -> str:
+        """The program as ``def program(<leaves that get a gradient>)``, the others closed over: what vjp and
+        jvp differentiate."""
+        body = "".join(f"    {name} = {call}\n" for name, call in self.steps)
+        return f"def program({', '.join(self.wrt)}):\n{body}    return {self.steps[-1][0]}\n"
+
     def constants(self, upstream: np.ndarray) -> dict[str, np.ndarray]:
         return {"UPSTREAM": upstream, **{leaf.name.upper(): leaf.array for leaf in self.leaves}}
 
@@ -113,10 +119,8 @@ class Program:
         constants.update({f"W_{n.upper()}": weights[n] for n in wrt})
         constants.update({f"EXPECTED_{n.upper()}": expected[n] for n in wrt})
         args = ", ".join(wrt)
-        body = "".join(f"    {name} = {call}\n" for name, call in self.steps)
         pairing = [f"sum(mul(g[{i}], tensor(W_{n.upper()})))" for i, n in enumerate(wrt)]
-        text = self.forward()
-        text += f"def program({args}):\n{body}    return {self.steps[-1][0]}\n"
+        text = self.forward() + self.function()
         text += f"def paired({args}):\n    out, g = vjp(program, [{args}], tensor(UPSTREAM))\n"
         text += f"    return {functools.reduce(_added, pairing)}\n"
         text += f"out, second = vjp(paired, [{args}], tensor(1.0))\n"
@@ -131,10 +135,8 @@ class Program:
         constants.update({f"T_{n.upper()}": tangents[n] for n in wrt})
         constants["EXPECTED_JVP"] = oracle.jvp(self.expression, {n: tangents[n] for n in wrt}, **self.arrays)
         args = ", ".join(wrt)
-        body = "".join(f"    {name} = {call}\n" for name, call in self.steps)
         pulled = [f"sum(mul(pulled[{i}], tensor(T_{n.upper()})))" for i, n in enumerate(wrt)]
-        text = self.forward()
-        text += f"def program({args}):\n{body}    return {self.steps[-1][0]}\n"
+        text = self.forward() + self.function()
         text += f"out, tangent = jvp(program, [{args}], [{', '.join(f'tensor(T_{n.upper()})' for n in wrt)}])\n"
         text += "expect_close(tangent, EXPECTED_JVP)\n"
         text += f"pulled = vjp(program, [{args}], tensor(UPSTREAM))[1]\n"

@@ -10,6 +10,7 @@ imports what it needs only when it runs: ``report`` must not pay for Hypothesis,
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,6 +46,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--workers", default="1,2", help="comma-separated worker counts (default 1,2)")
     bench.add_argument("--baseline", metavar="REF", help="also run the suite as of this git commit, for a before/after")
     bench.add_argument("-o", "--output", type=Path, default=Path("reports/benchmarks.json"), help="the JSON file")
+    bench.add_argument(
+        "--engine-args",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help="more pytest arguments for one backend's runs, e.g. jax='--shape-pool=4' (repeatable)",
+    )
+    bench.add_argument("--keep-results", type=Path, metavar="DIR", help="keep each backend's results file in DIR")
     bench.add_argument("pytest_args", nargs="*", help="more arguments for every pytest run (after --)")
     args = parser.parse_args(argv)
     if args.command == "rules":
@@ -110,7 +119,15 @@ def _bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(f"--workers must be positive integers, got {args.workers!r}")
     if args.baseline and not bench.have_git():
         parser.error("--baseline needs git and this suite's git checkout")
-    return bench.run(backends, workers, args.baseline, args.pytest_args, args.output)
+    engine_args: dict[str, list[str]] = {}
+    for given in args.engine_args:
+        name, sep, rest = given.partition("=")
+        if not sep or name not in backends:
+            parser.error(
+                f"--engine-args takes NAME=ARGS for one of the backends run ({', '.join(backends)}), got {given!r}"
+            )
+        engine_args[name] = [*engine_args.get(name, []), *shlex.split(rest)]
+    return bench.run(backends, workers, args.baseline, args.pytest_args, args.output, engine_args, args.keep_results)
 
 
 def _show(parser: argparse.ArgumentParser, rule_id: str) -> int:

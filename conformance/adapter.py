@@ -12,7 +12,9 @@ Two layers:
   ``autograd.grad``-style call, ``retain_grad``, ``detach``, grad-mode contexts, in-place ops.
 
 Optional extensions on top of the stateful layer, each its own protocol: ``Hooks`` (tensor hooks),
-``CustomFunctions`` (ops from a forward and a backward) and ``Training`` (the engine's optimizer).
+``CustomFunctions`` (ops from a forward and a backward) and ``Training`` (the engine's optimizer). Their
+functional twins extend the functional core alone: ``CustomVJP`` (an op from a forward and a vjp) and
+``FunctionalTraining`` (the engine's optimizer as a function of parameters and gradients).
 
 An adapter declares what its engine has in ``capabilities``; a rule that needs a missing
 capability is reported as unsupported, never passed and never failed. Errors are matched by
@@ -67,6 +69,8 @@ CAPABILITIES: dict[str, str] = {
     "custom_function": "custom ops from a forward and a backward (torch.autograd.Function)",
     "once_differentiable": "a custom op's backward marked once-differentiable (function(..., once_differentiable=True))",
     "optimizer": "an SGD optimizer over a list of leaves, with zero_grad and step",
+    "custom_vjp": "custom_vjp(forward, vjp): a functional op whose vjp is the given one, differentiable again",
+    "functional_optimizer": "sgd_step(params, grads, lr): the engine's own plain SGD, returning the new parameters",
 }
 """Every capability name a rule may need, with what it means. Specs are validated against it."""
 
@@ -343,6 +347,31 @@ class Training(Protocol):
         """``opt.step()``: one update from the current ``.grad`` of every parameter."""
 
 
+@runtime_checkable
+class CustomVJP(Protocol):
+    """A custom derivative in the functional core (capability ``custom_vjp``): the functional twin of
+    ``CustomFunctions``, with what every engine hands a custom backward (the inputs and the output)."""
+
+    def custom_vjp(
+        self,
+        forward: Callable[..., Tensor],
+        vjp: Callable[[tuple[Tensor, ...], Tensor, Tensor], Sequence[Tensor | None]],
+    ) -> Callable[..., Tensor]:
+        """A new op ``op(*inputs) = forward(*inputs)`` (one tensor out), made with the engine's own custom-derivative
+        API: the engine's ``vjp`` of ``op`` calls ``vjp(inputs, output, cotangent)``, which returns one cotangent
+        (or None: no gradient, zeros) per input, and never differentiates ``forward``. With ``higher_order``, a
+        ``vjp`` written in the catalog's ops is itself differentiated by an enclosing ``vjp``."""
+
+
+@runtime_checkable
+class FunctionalTraining(Protocol):
+    """The engine's own optimizer on values (capability ``functional_optimizer``): the functional twin of ``Training``."""
+
+    def sgd_step(self, params: Sequence[Tensor], grads: Sequence[Tensor], lr: float) -> list[Tensor]:
+        """One step of the engine's own plain SGD (no momentum, no weight decay): the new parameters,
+        ``p - lr * g`` for each parameter ``p`` and its gradient ``g``; ``params`` are left as they were."""
+
+
 CORE = ("name", "capabilities", "errors", "ops", "engine_version", "devices", "tensor", "numpy", "dtype", "shape",
         "device", "vjp")  # fmt: skip
 """What every adapter has: the functional core."""
@@ -369,9 +398,11 @@ CAPABILITY_METHODS: dict[str, tuple[str, ...]] = {
         "mark_non_differentiable",
     ),
     "optimizer": ("optimizer", "zero_grad", "step"),
+    "custom_vjp": ("custom_vjp",),
+    "functional_optimizer": ("sgd_step",),
 }
-"""The methods each capability promises (the stateful layer's, and forward mode's ``jvp``): declared capabilities
-are checked against them."""
+"""The methods each capability promises (the stateful layer's, and the functional extensions': ``jvp``,
+``custom_vjp``, ``sgd_step``): declared capabilities are checked against them."""
 
 
 def validate(adapter: Any) -> list[str]:

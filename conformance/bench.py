@@ -1,13 +1,14 @@
 """The benchmark: the gate profile run per backend and worker count, and the figures it gives.
 
 ``python -m conformance bench --backends torch,numpy`` runs ``pytest conformance`` for each backend with
-``-n 1`` and ``-n 2`` (each engine with its expected-failures file), reads the results file each run
-writes, and prints per run: rules and checks run, examples, wall time, examples per second per core,
+``-n 1`` and ``-n 2`` (each engine with its expected-failures file and its own options, ``--engine-args``),
+reads the results file each run writes, and prints per run: rules and checks run, examples, wall time, examples per second per core,
 the engine's share of the checks' time (``engine_s``, timed by the runner around the scripts' calls into
 the adapter), peak memory of a worker, and the slowest checks. ``--baseline REF`` runs the same on the
 suite as of a git commit (checked out in a temporary folder), so a change's before and after come from
 one run of the benchmark, on one machine, under one load. Figures are printed and written to JSON,
-never asserted: a timed test would flake.
+never asserted: a timed test would flake. ``--keep-results DIR`` keeps each backend's results file of its run
+with the most workers, so ``reports/regenerate.sh`` builds the report from the benchmark's own runs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +41,8 @@ class Figures:
     workers: int
     wall_s: float
     exit_code: int
+    args: list[str] = field(default_factory=list)
+    """The pytest arguments of this run beyond the backend, workers and expected failures (a shape pool...)."""
     rules: int = 0
     checks: int = 0
     examples: int = 0
@@ -65,7 +68,7 @@ def measure(root: Path, suite: str, backend: str, workers: int, extra: Sequence[
     start = time.perf_counter()
     done = subprocess.run(command, cwd=root, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    figures = Figures(suite, backend, workers, round(wall, 2), done.returncode)
+    figures = Figures(suite, backend, workers, round(wall, 2), done.returncode, list(extra))
     if not out.exists():
         print(f"  {suite} {backend} -n {workers}: no results (exit {done.returncode})\n{done.stdout[-2000:]}")
         return figures
@@ -124,9 +127,19 @@ def slowest(runs: Sequence[Figures]) -> str:
     return text
 
 
-def run(backends: Sequence[str], workers: Sequence[int], baseline: str | None, extra: Sequence[str], out: Path) -> int:
-    """Every (suite, backend, workers) run, printed as a table and written to ``out``."""
+def run(
+    backends: Sequence[str],
+    workers: Sequence[int],
+    baseline: str | None,
+    extra: Sequence[str],
+    out: Path,
+    engine_args: Mapping[str, Sequence[str]] | None = None,
+    keep: Path | None = None,
+) -> int:
+    """Every (suite, backend, workers) run, printed as a table and written to ``out``; ``engine_args`` adds a
+    backend's own options to its runs, and ``keep`` receives the current suite's results files."""
     runs: list[Figures] = []
+    engine_args = engine_args or {}
     with tempfile.TemporaryDirectory(prefix="conformance-bench-") as scratch:
         suites: list[tuple[str, Path | None]] = [("current", ROOT)]
         if baseline:
@@ -135,7 +148,13 @@ def run(backends: Sequence[str], workers: Sequence[int], baseline: str | None, e
             with checkout(baseline) if root is None else nullcontext(root) as where:
                 for backend in backends:
                     for n in workers:
-                        runs.append(measure(where, suite, backend, n, extra, Path(scratch)))
+                        args = [*engine_args.get(backend, ()), *extra]
+                        runs.append(measure(where, suite, backend, n, args, Path(scratch)))
+                    if keep is not None and root is not None:
+                        kept = Path(scratch) / f"{suite}-{backend}-{max(workers)}.json"
+                        if kept.exists():
+                            keep.mkdir(parents=True, exist_ok=True)
+                            shutil.copyfile(kept, keep / f"{backend}.json")
     print()
     print(table(runs) + slowest(runs))
     doc = {

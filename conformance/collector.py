@@ -130,6 +130,7 @@ class Collector:
                 self._check_runnable(path, expectations)
             levels = parse_levels(config.getoption("gate_levels"))
             self.gate = Gate(levels, expectations, config.getoption("strict_expected"))
+            self.run.expected = tuple((e.rule, e.dtype) for e in expectations)
         except GateError as exc:
             raise pytest.UsageError(str(exc)) from exc
         for option in _OUTPUTS:

@@ -77,6 +77,8 @@ class Run:
     """Overrides the loaded profile (the suite's own tests use it)."""
     shape_pool: int | None = None
     """``--shape-pool``: each rule draws its shapes from this many shape sets (for compile-per-shape engines)."""
+    expected: tuple[tuple[str, str | None], ...] = ()
+    """(rule id, dtype or None for both) of each entry of ``--expected-failures``: set by the results collector."""
 
     def check(self, rule: specs.Rule, dtype: str, stash: pytest.Stash | None = None) -> runner.Outcome:
         """Run one rule in one dtype: skip when unsupported, fail with a repro on divergence.
@@ -97,6 +99,7 @@ class Run:
             inflight,
             shrink=not known,
             shape_pool=self.shape_pool,
+            known=frozenset(rule_id for rule_id, listed in self.expected if listed in (dtype, None)),
         )
         if stash is not None:
             stash[OUTCOME] = outcome

@@ -1,11 +1,12 @@
-"""Random programs: small DAGs over the smooth part of the op catalog, with oracle gradients.
+"""Random programs: small DAGs over every differentiable form of the ops table, with oracle gradients.
 
 A drawn ``Program`` has a few leaves (drawn with mutually broadcastable shapes) of four kinds:
-requiring grad, constant, detached, or made under no_grad; then a few ops, each over earlier
-values. It is written twice: as statements the engine runs (each intermediate computed once, so
-the engine sees the DAG), and as one expression over the leaves in the suite's language, which
-the float64 oracle evaluates and differentiates. Values are computed while drawing, so an op is
-only added where it stays finite and moderate and a denominator stays positive.
+requiring grad, constant, detached, or made under no_grad; then a few steps, each an op form of
+``specs/ops.toml`` (``program_forms``) over earlier values and fresh leaves. It is written twice: as
+statements the engine runs (each intermediate computed once, so the engine sees the DAG), and as one
+expression over the leaves in the suite's language, which the float64 oracle evaluates and differentiates.
+Values are computed while drawing, so a step is only added where its operands lie in the op's domain and
+off its kinks, and where its value stays finite and moderate; a step that does not fit is skipped.
 """
 
 from __future__ import annotations
@@ -17,22 +18,32 @@ from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 from conformance import oracle
 from conformance.literal import Script
-from conformance.specs import Rule, SpecError
-from conformance.strategies import representable, values
+from conformance.program_forms import Argument, Form, catalog, fit, fits, in_domain, off_kinks, operand_shape, takes
+from conformance.specs import Given, Rule, SpecError
+from conformance.strategies import representable, shape_pool, shapes, values
 
 KINDS = ("grad", "const", "detached", "no_grad")
 """How a leaf is made; only "grad" leaves receive a gradient."""
 KIND_NEEDS = {"detached": "detach", "no_grad": "no_grad"}
 """The capability a leaf kind needs; "grad" and "const" leaves are plain tensors (a functional engine has them)."""
-UNARY = ("exp", "tanh", "sigmoid", "sin")
-BINARY = ("add", "sub", "mul", "div")
-SHAPED = ("sum", "mean", "reshape", "transpose", "broadcast_to", "matmul")
+SCAFFOLD = frozenset({"add", "mul", "sum", "tanh"})
+"""Ops every program may call besides its steps: no_grad leaves, joining unused leaves, the checks' pairings."""
+LEAF_SHAPES = Given(names=("a", "b", "c"), shapes="broadcastable", min_side=1, max_side=3, max_size=27)
+"""The first leaves' shapes: the first one, two or three of a mutually broadcastable set."""
+LEAF_NAMES = "abcdef"
+LEAF_DOMAINS = ("nonzero", "positive")
+"""A first leaf's values: none near 0, where many second derivatives vanish (sigmoid's, tanh's, sin's) and a wrong
+one would pass; positive ones let a log, sqrt or pow take a leaf as it is."""
 MAX_VALUE = 20.0
-MIN_DENOMINATOR = 0.25
+"""A step's values stay within this, so that later steps (an exp, a pow) stay finite."""
+MAX_SIZE = 48
+MAX_DIMS = 4
+"""A step's size and dims: the oracle's forward-mode reference costs one VJP per output element."""
+MAX_EXPRESSION = 4000
+"""Characters of a value's expression: the oracle's expression repeats a value each time it is used."""
 MAX_OPS = 6
 
 
@@ -54,12 +65,14 @@ class Leaf:
 
 @dataclass(frozen=True)
 class Value:
-    """A leaf or an op result while drawing: its expression over leaves, value and dependencies."""
+    """A leaf or a step's result while drawing: its expression over leaves, value, dtype, and the leaves and values
+    (itself included) a gradient of it reaches."""
 
     name: str
     expression: str
     value: np.ndarray
-    leaves: frozenset[str]
+    reaches: frozenset[str]
+    dtype: str
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,8 @@ class Program:
     """The output as one expression over the leaves: what the oracle evaluates."""
     used: frozenset[str]
     """Leaves the output depends on."""
+    forms: tuple[str, ...] = ()
+    """The op form of each drawn step (``op.form``); joins and casts are not forms."""
 
     @property
     def arrays(self) -> dict[str, np.ndarray]:
@@ -148,77 +163,171 @@ def _added(total: str, term: str) -> str:
     return f"add({total}, {term})"
 
 
-def _calls(draw: st.DrawFn, nodes: list[Value], result: tuple[int, ...]) -> tuple[str, list[Value]] | None:
-    """One op and its operands, as a call template with ``{0}``, ``{1}`` for the operands.
-
-    The first operand is the latest value, so the output depends on the first leaf; a second
-    operand may be any earlier value, which makes the program a DAG.
-    """
-    op = draw(st.sampled_from((*UNARY, *BINARY, *SHAPED)))
-    a = nodes[-1]
-    ndim = a.value.ndim
-    if op in UNARY:
-        return f"{op}({{0}})", [a]
-    if op in BINARY:
-        return f"{op}({{0}}, {{1}})", [a, draw(st.sampled_from(nodes))]
-    if op in ("sum", "mean") and ndim:
-        dim, keepdim = draw(st.integers(-ndim, ndim - 1)), draw(st.booleans())
-        return f"{op}({{0}}, dim={dim}, keepdim={keepdim})", [a]
-    if op == "reshape":
-        return "reshape({0}, (-1,))", [a]
-    if op == "transpose" and ndim >= 2:
-        return "transpose({0}, 0, -1)", [a]
-    if op == "broadcast_to":
-        return f"broadcast_to({{0}}, {result})", [a]
-    if op == "matmul" and ndim >= 2:
-        same = [n for n in nodes if n.value.shape == a.value.shape]
-        return "matmul({0}, transpose({1}, -1, -2))", [a, draw(st.sampled_from(same))]
-    return None
-
-
-def _acceptable(call: str, operands: list[Value], value: np.ndarray) -> bool:
-    if not (np.all(np.isfinite(value)) and np.max(np.abs(value), initial=0.0) <= MAX_VALUE):
+def _broadcast(shape: tuple[int, ...], other: tuple[int, ...]) -> bool:
+    """Whether ``other`` broadcasts to ``shape``, so that joining it in keeps the output's shape."""
+    try:
+        return np.broadcast_shapes(shape, other) == shape
+    except ValueError:
         return False
-    return not call.startswith("div") or np.min(operands[1].value, initial=1.0) >= MIN_DENOMINATOR
+
+
+class _Builder:
+    """A program while it is drawn: its leaves, values and steps."""
+
+    def __init__(self, dtype: str, kinds: tuple[str, ...]) -> None:
+        self.dtype, self.kinds = dtype, kinds
+        self.leaves: list[Leaf] = []
+        self.nodes: list[Value] = []
+        self.steps: list[tuple[str, str]] = []
+        self.forms: list[str] = []
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {leaf.name: leaf.array for leaf in self.leaves}
+
+    def leaf(self, draw: st.DrawFn, shape: tuple[int, ...], domain: str, kind: str | None = None) -> Value | None:
+        """A new leaf (its kind drawn unless given), or None when every leaf name is taken."""
+        if len(self.leaves) == len(LEAF_NAMES):
+            return None
+        name = LEAF_NAMES[len(self.leaves)]
+        array = draw(values(shape, self.dtype, domain), label=f"leaf {name}")
+        self.leaves.append(Leaf(name, array, kind or draw(st.sampled_from(self.kinds))))
+        self.nodes.append(Value(name, name, array, frozenset({name}), self.dtype))
+        return self.nodes[-1]
+
+    def step(self, draw: st.DrawFn, form: Form) -> None:
+        """Bind ``form`` to an earlier value and draw the rest to fit; add it where its value is acceptable."""
+        domain = form.given.domain_of(form.primary)
+        graded = {leaf.name for leaf in self.leaves if leaf.kind == "grad"}
+        fitting = [v for v in reversed(self.nodes) if in_domain(v.value, domain) and takes(form, v.value.shape)]
+        if not fitting:
+            return
+        # Latest first, those a gradient flows to first of all: a step on a constant tests no derivative.
+        candidates = sorted(fitting, key=lambda v: not v.reaches & graded)
+        primary = candidates[draw(st.one_of(st.just(0), st.integers(0, len(candidates) - 1)))]
+        arguments = fit(draw, form, primary.value.shape)
+        if arguments is None:
+            return
+        leaves, nodes = len(self.leaves), len(self.nodes)
+        operands = {form.primary: primary}
+        for name in form.operands:
+            operand = operands.get(name) or self._operand(draw, form, name, primary, arguments)
+            if operand is None:
+                break
+            operands[name] = operand
+        else:
+            if self._add(form, arguments, operands):
+                return
+        del self.leaves[leaves:], self.nodes[nodes:]  # the step's fresh leaves go with it
+
+    def _operand(
+        self, draw: st.DrawFn, form: Form, name: str, primary: Value, arguments: tuple[Argument, ...]
+    ) -> Value | None:
+        """An earlier value of the primary's dtype that fits, or a fresh leaf (last: shrinking prefers values)."""
+        domain, shape = form.given.domain_of(name), primary.value.shape
+        fitting = [
+            v
+            for v in self.nodes
+            if v.dtype == primary.dtype and in_domain(v.value, domain) and fits(form, shape, v.value.shape)
+        ]
+        pick = draw(st.integers(0, len(fitting)))
+        if pick < len(fitting):
+            return fitting[pick]
+        fresh = operand_shape(draw, form, shape, arguments)
+        if fresh is None or primary.dtype != self.dtype:
+            return None
+        return self.leaf(draw, fresh, domain)
+
+    def _add(self, form: Form, arguments: tuple[Argument, ...], operands: dict[str, Value]) -> bool:
+        """Append the step if it is defined, off its kinks, finite and moderate."""
+        if not off_kinks(form, {n: o.value for n, o in operands.items()}):
+            return False
+        expression = form.call(arguments, {n: o.expression for n, o in operands.items()})
+        dtype = arguments[1].value if form.op == "to_dtype" else operands[form.primary].dtype
+        differentiable = () if form.op in oracle.DETACHING else form.wrt  # what a gradient flows through
+        reaches = frozenset().union(*(operands[n].reaches for n in differentiable))
+        if not self._append(form.call(arguments, {n: o.name for n, o in operands.items()}), expression, dtype, reaches):
+            return False
+        self.forms.append(form.id)
+        return True
+
+    def _append(
+        self, call: str, expression: str, dtype: str, reaches: frozenset[str], limit: float = MAX_VALUE
+    ) -> bool:
+        """Append ``call`` (``expression`` for the oracle) if its value is finite, within ``limit`` (moderate, so
+        later steps stay finite) and small enough; ``reaches``: the leaves and values its gradient reaches."""
+        if len(expression) > MAX_EXPRESSION:
+            return False
+        try:
+            with np.errstate(all="ignore"):  # overflow or a zero denominator: rejected below
+                value = representable(oracle.value(expression, **self.arrays), dtype)
+        except (ValueError, IndexError, TypeError):  # a form that does not fit its operands after all
+            return False
+        if not (value.size <= MAX_SIZE and value.ndim <= MAX_DIMS and np.all(np.isfinite(value))):
+            return False
+        if np.max(np.abs(value), initial=0.0) > limit:
+            return False
+        name = f"v{len(self.steps)}"
+        self.steps.append((name, call))
+        self.nodes.append(Value(name, expression, value, reaches | {name}, dtype))
+        return True
+
+    def program(self, draw: st.DrawFn) -> Program:
+        """The program: the output cast back to the run's dtype, every leaf and value its gradient does not reach
+        joined in (added or multiplied, summed first where its shape would widen the output's), and a tanh of the
+        first leaf if no step was added."""
+        out = self.nodes[-1]
+        if self.steps and out.dtype != self.dtype:
+            cast = f"to_dtype({{}}, {self.dtype!r})"
+            self._append(cast.format(out.name), cast.format(out.expression), self.dtype, out.reaches, limit=math.inf)
+        for node in reversed(self.nodes):
+            out = self.nodes[-1]
+            if self.steps and node.name not in out.reaches and node.dtype == out.dtype:
+                op = draw(st.sampled_from(("add", "mul")))
+                shaped = _broadcast(out.value.shape, node.value.shape)
+                call = f"{op}({out.name}, {node.name if shaped else f'sum({node.name})'})"
+                expression = f"{op}({out.expression}, {node.expression if shaped else f'sum({node.expression})'})"
+                self._append(call, expression, self.dtype, out.reaches | node.reaches, limit=math.inf)
+        if not self.steps:
+            self._append("tanh(a)", "tanh(a)", self.dtype, frozenset({"a"}))
+        out = self.nodes[-1]
+        used = out.reaches & {leaf.name for leaf in self.leaves}
+        return Program(tuple(self.leaves), tuple(self.steps), out.expression, used, tuple(self.forms))
+
+
+def leaf_shapes(pool: int | None = None) -> st.SearchStrategy[tuple[list[tuple[int, ...]], tuple[int, ...]]]:
+    """Shape sets for the first leaves; with ``pool``, from that many fixed ones (``--shape-pool``). Built outside
+    any draw: a pool is itself drawn once, by a Hypothesis test of its own."""
+    return shapes(LEAF_SHAPES) if pool is None else st.sampled_from(shape_pool(LEAF_SHAPES, pool))
 
 
 @st.composite
-def programs(draw: st.DrawFn, dtype: str, kinds: tuple[str, ...] = KINDS) -> Program:
-    """A program over 1-3 leaves (the first requires grad) and 1-6 ops."""
-    count = draw(st.integers(1, 3))
-    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=count, max_dims=3, min_side=1, max_side=3))
-    leaves = tuple(
-        Leaf(name, draw(values(shape, dtype, "real")), "grad" if i == 0 else draw(st.sampled_from(kinds)))
-        for i, (name, shape) in enumerate(zip("abc", shapes.input_shapes))
-    )
-    nodes = [Value(leaf.name, leaf.name, leaf.array, frozenset({leaf.name})) for leaf in reversed(leaves)]
-    arrays = {leaf.name: leaf.array for leaf in leaves}
-    steps: list[tuple[str, str]] = []
+def programs(
+    draw: st.DrawFn,
+    dtype: str,
+    kinds: tuple[str, ...] = KINDS,
+    forms: tuple[Form, ...] | None = None,
+    shape_sets: st.SearchStrategy[Any] | None = None,
+) -> Program:
+    """A program over 1-3 first leaves (the first requires grad), more as steps need them, and 1-6 steps drawn
+    from ``forms`` (default: every differentiable form of the table), the first leaves' shapes from ``shape_sets``
+    (default: ``leaf_shapes()``)."""
+    forms = catalog() if forms is None else forms
+    first = draw(leaf_shapes() if shape_sets is None else shape_sets)[0][: draw(st.integers(1, 3))]
+    builder = _Builder(dtype, kinds)
+    for i, shape in enumerate(first):
+        builder.leaf(draw, shape, draw(st.sampled_from(LEAF_DOMAINS)), "grad" if i == 0 else None)
 
-    def add(call: str, operands: list[Value]) -> None:
-        """Append ``call`` over ``operands`` if it is defined, finite and moderate there."""
-        expression = call.format(*(o.expression for o in operands))
-        try:
-            with np.errstate(all="ignore"):  # overflow or a zero denominator: rejected below
-                value = representable(oracle.value(expression, **arrays), dtype)
-        except ValueError:  # operands that do not broadcast, or a shape the op refuses
-            return
-        if _acceptable(call, operands, value):
-            name = f"v{len(steps)}"
-            steps.append((name, call.format(*(o.name for o in operands))))
-            nodes.append(Value(name, expression, value, frozenset().union(*(o.leaves for o in operands))))
+    by_op: dict[str, list[Form]] = {}
+    for form in forms:
+        by_op.setdefault(form.op, []).append(form)
 
-    for _ in range(draw(st.integers(1, MAX_OPS))):
-        drawn = _calls(draw, nodes, shapes.result_shape)
-        if drawn is not None:
-            add(*drawn)
-    for leaf in nodes[: len(leaves)]:  # join in the leaves the output does not use yet, where shapes allow
-        if leaf.name not in nodes[-1].leaves:
-            add(f"{draw(st.sampled_from(('add', 'mul')))}({{0}}, {{1}})", [nodes[-1], leaf])
-    if not steps:
-        steps.append(("v0", "tanh(a)"))
-        nodes.append(Value("v0", "tanh(a)", np.tanh(leaves[0].array), frozenset({"a"})))
-    return Program(leaves, tuple(steps), nodes[-1].expression, nodes[-1].leaves)
+    @st.composite
+    def step(draw: st.DrawFn) -> None:  # an op, then one of its forms: sum's five forms are no likelier than exp's one
+        builder.step(draw, draw(st.sampled_from(by_op[draw(st.sampled_from(list(by_op)))])))
+
+    draw(st.lists(step(), min_size=1, max_size=MAX_OPS))  # a list, so that shrinking deletes any one step
+    return builder.program(draw)
 
 
 def cotangents(program: Program, dtype: str) -> st.SearchStrategy[np.ndarray]:
@@ -243,9 +352,16 @@ class ProgramCase:
 
 
 @st.composite
-def program_cases(draw: st.DrawFn, dtype: str, kinds: tuple[str, ...], check: str) -> ProgramCase:
+def program_cases(
+    draw: st.DrawFn,
+    dtype: str,
+    kinds: tuple[str, ...],
+    check: str,
+    forms: tuple[Form, ...],
+    shape_sets: st.SearchStrategy[Any],
+) -> ProgramCase:
     """A program, its upstream gradient and, but for ``backward``, a direction per leaf that gets a gradient."""
-    program = draw(programs(dtype, kinds))
+    program = draw(programs(dtype, kinds, forms, shape_sets))
     upstream = draw(cotangents(program, dtype), label="upstream")
     if check == "backward":
         return ProgramCase(dtype, program, upstream)
@@ -255,6 +371,20 @@ def program_cases(draw: st.DrawFn, dtype: str, kinds: tuple[str, ...], check: st
 
 CHECKS = {"backward": ["stateful"], "gradgrad": ["higher_order"], "jvp": ["forward_mode"]}
 """What a program rule checks, and the capability each needs."""
+
+
+def drawn_forms(check: str, ops: frozenset[str] | None = None, known: frozenset[str] = frozenset()) -> tuple[Form, ...]:
+    """The forms a check's programs draw from: those whose ops the engine has (``ops``; None: all) and none of
+    whose own rules are among the engine's ``known`` failures, as programs are about composition, not about
+    one op an engine lacks or is known to get wrong (its own rule reports that); for ``gradgrad`` none that
+    detaches, since finite differences of values are no reference for its second order."""
+    return tuple(
+        form
+        for form in catalog()
+        if (ops is None or form.ops <= ops)
+        and not any(rule_id.startswith(f"ops.{form.id}.") for rule_id in known)
+        and not (check == "gradgrad" and form.ops & oracle.DETACHING)
+    )
 
 
 class ProgramTemplate:
@@ -268,7 +398,8 @@ class ProgramTemplate:
         return [*CHECKS[rule.args["check"]], *(KIND_NEEDS[k] for k in self._kinds(rule) if k in KIND_NEEDS)]
 
     def ops(self, rule: Rule) -> frozenset[str]:
-        return frozenset({*UNARY, *BINARY, *SHAPED, "tanh"})
+        """Only the scaffold: the steps draw from the forms whose ops the engine has (``strategy``)."""
+        return SCAFFOLD
 
     def validate(self, rule: Rule) -> None:
         if rule.args["check"] not in CHECKS:
@@ -281,8 +412,12 @@ class ProgramTemplate:
         return tuple(rule.args.get("leaves", KINDS))
 
     def strategy(self, rule: Rule, dtypes: list[str]) -> st.SearchStrategy[ProgramCase]:
-        kinds, check = self._kinds(rule), rule.args["check"]
-        return st.sampled_from(dtypes).flatmap(lambda dtype: program_cases(dtype, kinds, check))
+        """Programs over the forms the run allows (``Given.ops``, ``Given.known``: ``drawn_forms``), their first
+        leaves' shapes from the rule's shape pool when the run sets one."""
+        g = rule.given
+        kinds, check, sets = self._kinds(rule), rule.args["check"], leaf_shapes(g.shape_pool)
+        forms = drawn_forms(check, g.ops, g.known)
+        return st.sampled_from(dtypes).flatmap(lambda dtype: program_cases(dtype, kinds, check, forms, sets))
 
     def example(self, rule: Rule, case: Any) -> Any:
         return case

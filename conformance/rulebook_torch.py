@@ -89,6 +89,30 @@ def function(forward, backward, once_differentiable=False):
     body = {"forward": staticmethod(forward), "backward": staticmethod(backward)}
     return type("Custom", (torch.autograd.Function,), body).apply
 ''',
+    "custom_vjp": '''
+def custom_vjp(forward, vjp):
+    """An op from forward(*inputs) and vjp(inputs, output, cotangent): a torch.autograd.Function with setup_context."""
+
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs, output)
+
+    def backward(ctx, cotangent):
+        *inputs, output = ctx.saved_tensors
+        return tuple(vjp(tuple(inputs), output, cotangent))
+
+    body = {"forward": staticmethod(forward), "setup_context": staticmethod(setup_context)}
+    body["backward"] = staticmethod(backward)
+    return type("CustomVJP", (torch.autograd.Function,), body).apply
+''',
+    "sgd_step": '''
+def sgd_step(params, grads, lr):
+    """One torch.optim.SGD step on copies of params whose .grad are grads: the new parameters."""
+    leaves = [p.detach().clone().requires_grad_() for p in params]
+    for leaf, g in zip(leaves, grads):
+        leaf.grad = g
+    torch.optim.SGD(leaves, lr=lr).step()
+    return [leaf.detach() for leaf in leaves]
+''',
     "in_thread": '''
 def in_thread(fn):
     """fn() run in a new thread: grad mode is thread-local."""

@@ -145,13 +145,15 @@ def check(
     inflight: Path | None = None,
     shrink: bool = True,
     shape_pool: int | None = None,
+    known: frozenset[str] = frozenset(),
 ) -> Outcome:
     """Run ``rule`` in ``dtype`` through Hypothesis; the outcome holds the shrunk failure, if any.
 
     ``seed`` None is the gate's seed, fixed per rule; ``overrides`` replaces the loaded profile.
     ``shrink`` False keeps the first failing case as it was drawn: for a check listed as an expected
     failure, whose deviation is known, shrinking is most of a slow engine's time and tells nothing new.
-    ``shape_pool`` draws the shapes from that many shape sets fixed per rule (``Given.shape_pool``).
+    ``shape_pool`` draws the shapes from that many shape sets fixed per rule (``Given.shape_pool``);
+    ``known`` are the rules the engine's expected-failures file lists in ``dtype`` (``Given.known``).
     """
     outcome = Outcome(rule, dtype, missing=missing(adapter, rule, dtype, device))
     template = TEMPLATES[rule.template]
@@ -170,7 +172,8 @@ def check(
 
         test = template.test(adapter, rule, dtype, device, seed, overrides, progress)
     else:
-        drawing = rule if shape_pool is None else replace(rule, given=replace(rule.given, shape_pool=shape_pool))
+        has = frozenset(name for name in OPS if hasattr(adapter.ops, name))
+        drawing = replace(rule, given=replace(rule.given, shape_pool=shape_pool, ops=has, known=known))
         test = _property(adapter, drawing, dtype, device, template, outcome, where, tolerances)
         if not shrink:
             overrides = settings(overrides, phases=[p for p in Phase if p not in (Phase.shrink, Phase.explain)])

@@ -232,6 +232,8 @@ STATEFUL = (
     "optimizer",
     "zero_grad",
     "step",
+    "custom_vjp",
+    "sgd_step",
     "numpy",
     "dtype",
     "shape",

@@ -91,6 +91,13 @@ class Given:
     shape_pool: int | None = None
     """Set by the run (``--shape-pool``), never by a spec: draw the shapes from this many shape sets
     fixed per rule, so an engine that compiles per shape compiles a few, while values vary freely."""
+    ops: frozenset[str] | None = None
+    """Set by the run, never by a spec: the catalog ops the engine has (None: all), for rules that draw
+    their ops (random programs), which are about composition, not about an op the engine lacks."""
+    known: frozenset[str] = frozenset()
+    """Set by the run, never by a spec: the rules the engine's expected-failures file lists in this dtype.
+    Random programs leave out the op forms whose own rules are among them: that deviation is already
+    reported by its rule, and a program failure should be about composition."""
 
     def domain_of(self, name: str) -> str:
         return self.domain.get(name, self.domain.get("*", "real"))

@@ -119,7 +119,7 @@ def shape_pool(g: Given, k: int) -> list[tuple[list[Shape], Shape]]:
     size-0 dim, the largest, then as drawn. For engines that compile per shape (``--shape-pool``)."""
     if k < 1:
         raise ValueError(f"a shape pool needs at least one shape set, got {k}")
-    key = (repr(dataclasses.replace(g, shape_pool=None)), k)
+    key = (repr(dataclasses.replace(g, shape_pool=None, ops=None, known=frozenset())), k)
     if key not in _POOLS:
         drawn: list[tuple[list[Shape], Shape]] = []
 

@@ -12,6 +12,8 @@ from conformance.runtime import Checks
 from tests.adapter_checks import (
     INPLACE_OPS,
     STATEFUL,
+    check_custom_vjp,
+    check_sgd_step,
     check_vjp_of_a_broadcast_product,
     check_vjp_unused_primal_and_nesting,
 )
@@ -68,6 +70,16 @@ def test_vjp_of_a_broadcast_product() -> None:
 
 def test_vjp_gives_zeros_for_an_unused_primal_and_nests() -> None:
     check_vjp_unused_primal_and_nesting(AutogradAdapter())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_custom_vjp_is_the_engines_own(dtype: str) -> None:
+    check_custom_vjp(AutogradAdapter(), dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sgd_step_is_plain_sgd(dtype: str) -> None:
+    check_sgd_step(AutogradAdapter(), dtype)
 
 
 TRIGGERS: dict[str, Callable[[], object]] = {

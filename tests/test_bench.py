@@ -21,7 +21,13 @@ def _bench(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--backends", "nosuch"], "known: torch"), (["--workers", "0"], "--workers"), (["--workers", "a"], "--workers")],
+    [
+        (["--backends", "nosuch"], "known: torch"),
+        (["--workers", "0"], "--workers"),
+        (["--workers", "a"], "--workers"),
+        (["--backends", "numpy", "--engine-args", "jax=--shape-pool=4"], "--engine-args takes NAME=ARGS"),
+        (["--engine-args", "numpy"], "--engine-args takes NAME=ARGS"),
+    ],
 )
 def test_bad_arguments_are_usage_errors(args: list[str], message: str, tmp_path: Path) -> None:
     done = _bench(*args, "-o", str(tmp_path / "b.json"))
@@ -31,10 +37,13 @@ def test_bad_arguments_are_usage_errors(args: list[str], message: str, tmp_path:
 
 def test_a_small_run_prints_and_writes_its_figures(tmp_path: Path) -> None:
     out = tmp_path / "b.json"
-    done = _bench("--backends", "numpy", "--workers", "1", "-o", str(out), "--", "-k", "sum-to-input-shape")
+    args = ["--backends", "numpy", "--workers", "1", "-o", str(out), "--engine-args", "numpy=--shape-pool 2"]
+    done = _bench(*args, "--keep-results", str(tmp_path / "kept"), "--", "-k", "sum-to-input-shape")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     (run,) = json.loads(out.read_text())["runs"]
     assert (run["backend"], run["workers"], run["rules"], run["checks"]) == ("numpy", 1, 1, 2)
+    assert run["args"] == ["--shape-pool", "2", "-k", "sum-to-input-shape"]
+    assert json.loads((tmp_path / "kept" / "numpy.json").read_text())["shape_pool"] == 2
     assert run["examples"] >= 2 and run["examples_per_s_per_core"] > 0
     assert 0 < run["engine_share"] < 1 and run["peak_rss_mb"] > 0
     rule = "broadcasting.grad.sum-to-input-shape"

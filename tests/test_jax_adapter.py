@@ -10,7 +10,7 @@ import pytest
 from conformance import specs, templates
 from conformance.adapter import CAPABILITIES, ERROR_MEANINGS, OPS
 from conformance.plugin import OUTCOME
-from tests.adapter_checks import INPLACE_OPS
+from tests.adapter_checks import INPLACE_OPS, check_custom_vjp
 from tests.conftest import check_rule, make_run
 
 JaxAdapter = pytest.importorskip("conformance.backends.jax_adapter", reason="jax is not installed").JaxAdapter
@@ -67,3 +67,14 @@ def test_stateful_rule_is_unsupported(
         make_run(JaxAdapter(), tmp_path, [rule]).check(rule, "float32", stash)
     outcome = stash[OUTCOME]
     assert outcome.missing == missing and outcome.failure is None and outcome.examples == 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_custom_vjp_is_the_engines_own(dtype: str) -> None:
+    check_custom_vjp(JaxAdapter(), dtype)
+
+
+def test_no_functional_optimizer_without_optax() -> None:
+    """JAX itself has no optimizer (optax is a separate library), so sgd_step is missing, not emulated."""
+    adapter = JaxAdapter()
+    assert "functional_optimizer" not in adapter.capabilities and not hasattr(adapter, "sgd_step")

@@ -7,7 +7,7 @@ import pytest
 
 from conformance import oracle
 from conformance.adapter import CAPABILITIES, ERROR_MEANINGS, OPS, validate
-from tests.adapter_checks import INPLACE_OPS
+from tests.adapter_checks import INPLACE_OPS, check_custom_vjp, check_sgd_step
 
 mx = pytest.importorskip("mlx.core", reason="mlx is not installed")
 MlxAdapter = pytest.importorskip("conformance.backends.mlx_adapter").MlxAdapter
@@ -67,6 +67,16 @@ def test_vjp_matches_the_oracle(adapter: MlxAdapter) -> None:
     for grad, name in zip(grads, ("a", "b"), strict=True):
         assert adapter.dtype(grad) == "float32"
         np.testing.assert_allclose(adapter.numpy(grad), expected[name], rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_custom_vjp_is_the_engines_own(adapter: MlxAdapter, dtype: str) -> None:
+    check_custom_vjp(adapter, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sgd_step_is_plain_sgd(adapter: MlxAdapter, dtype: str) -> None:
+    check_sgd_step(adapter, dtype)
 
 
 def _raise(meaning: str, adapter: MlxAdapter) -> None:

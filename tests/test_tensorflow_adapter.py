@@ -13,6 +13,8 @@ from conformance.runtime import Checks
 from tests.adapter_checks import (
     INPLACE_OPS,
     STATEFUL,
+    check_custom_vjp,
+    check_sgd_step,
     check_vjp_of_a_broadcast_product,
     check_vjp_unused_primal_and_nesting,
 )
@@ -87,6 +89,16 @@ def test_vjp_of_a_broadcast_product(adapter: TensorflowAdapter) -> None:
 
 def test_vjp_gives_zeros_for_an_unused_primal_and_nests(adapter: TensorflowAdapter) -> None:
     check_vjp_unused_primal_and_nesting(adapter)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_custom_vjp_is_the_engines_own(adapter: TensorflowAdapter, dtype: str) -> None:
+    check_custom_vjp(adapter, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sgd_step_is_plain_sgd(adapter: TensorflowAdapter, dtype: str) -> None:
+    check_sgd_step(adapter, dtype)
 
 
 def test_integer_list_index_reaches_tensorflow_as_a_tensor(adapter: TensorflowAdapter) -> None:

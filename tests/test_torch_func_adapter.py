@@ -17,6 +17,8 @@ from conformance.plugin import OUTCOME
 from tests.adapter_checks import (
     INPLACE_OPS,
     STATEFUL,
+    check_custom_vjp,
+    check_sgd_step,
     check_vjp_of_a_broadcast_product,
     check_vjp_unused_primal_and_nesting,
 )
@@ -37,7 +39,8 @@ def test_functional_core_only() -> None:
 def test_no_rule_it_runs_reaches_an_inherited_stateful_method(rules: dict[str, specs.Rule]) -> None:
     """The class inherits the torch adapter's stateful methods; only capabilities keep them unreachable."""
     adapter = TorchFuncAdapter()
-    stateful_names = [n for n in runtime.STATEFUL if n not in {"numpy", "dtype", "shape", "device", "vjp", "jvp"}]
+    functional = {"numpy", "dtype", "shape", "device", "vjp", "jvp", "custom_vjp", "sgd_step"}
+    stateful_names = [n for n in runtime.STATEFUL if n not in functional]
     calls = re.compile(r"\b(" + "|".join(stateful_names) + r")\(")
     reached = [
         rule.id
@@ -78,6 +81,16 @@ def test_vjp_of_a_broadcast_product() -> None:
 
 def test_vjp_gives_zeros_for_an_unused_primal_and_nests() -> None:
     check_vjp_unused_primal_and_nesting(TorchFuncAdapter())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_custom_vjp_is_the_engines_own(dtype: str) -> None:
+    check_custom_vjp(TorchFuncAdapter(), dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sgd_step_is_plain_sgd(dtype: str) -> None:
+    check_sgd_step(TorchFuncAdapter(), dtype)
 
 
 def _wrong_cotangent() -> None:

@@ -17,6 +17,8 @@ The mapping, in autograd's terms:
   its primitives (so their gradients are autograd's): ``sigmoid`` as ``0.5 * (tanh(x / 2) + 1)``
   (its tutorial), ``relu`` as ``maximum(0, x)`` and ``log_softmax`` as ``x - logsumexp(x)`` with
   the max shifted out (its examples), ``sum_to_size`` as the VJP of ``broadcast_to``.
+* ``custom_vjp`` is ``autograd.extend.primitive`` with ``defvjp_argnums``; ``sgd_step`` is
+  ``autograd.misc.optimizers.sgd`` for one iteration with ``mass=0``, which is plain SGD.
 
 Self-contained on purpose: it imports only autograd, NumPy and the standard library, so the suite
 can inline this file into a standalone reproduction script.
@@ -32,6 +34,8 @@ from typing import Any
 import autograd.numpy as anp
 import numpy as np
 from autograd import make_jvp, make_vjp
+from autograd.extend import defvjp_argnums, primitive
+from autograd.misc.optimizers import sgd
 from autograd.tracer import getval
 
 
@@ -135,7 +139,17 @@ class AutogradAdapter:
     name = "autograd"
     ops = OPS
     capabilities = frozenset(
-        {"higher_order", "forward_mode", "integer_tensors", "float32", "float64", "float16", "mixed_dtypes"}
+        {
+            "higher_order",
+            "forward_mode",
+            "integer_tensors",
+            "float32",
+            "float64",
+            "float16",
+            "mixed_dtypes",
+            "custom_vjp",
+            "functional_optimizer",
+        }
     )
     errors = {
         "incompatible_shapes": (ValueError, r"could not be broadcast together"),
@@ -175,3 +189,24 @@ class AutogradAdapter:
     def jvp(self, fn: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
         """autograd's own forward mode (``make_jvp``, traced with ``JVPNode``s), over every primal."""
         return make_jvp(fn, argnum=tuple(range(len(primals))))(*primals)(tuple(tangents))
+
+    def custom_vjp(self, forward: Callable[..., Any], vjp: Callable[..., Sequence[Any]]) -> Callable[..., Any]:
+        """``autograd.extend.primitive(forward)`` with ``defvjp_argnums``: autograd hands the maker the output
+        (``ans``) and the inputs, and the pullback returns ``vjp``'s cotangents of the inputs it asks for."""
+        op = primitive(forward)
+
+        def vjp_maker(argnums: Sequence[int], ans: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            def pullback(cotangent: Any) -> tuple[Any, ...]:
+                cotangents = vjp(tuple(args), ans, cotangent)
+                return tuple(cotangents[i] for i in argnums)
+
+            return pullback
+
+        defvjp_argnums(op, vjp_maker)
+        return op
+
+    def sgd_step(self, params: Sequence[Any], grads: Sequence[Any], lr: float) -> list[Any]:
+        """``autograd.misc.optimizers.sgd`` for one iteration (``num_iters=1``) with ``mass=0``, where its
+        velocity update is ``-g`` and its step ``x - lr * g``: plain SGD. Its ``grad(x, i)`` argument is
+        called once, at ``params``, so it returns ``grads``, the gradients there."""
+        return sgd(lambda x, i: list(grads), list(params), num_iters=1, step_size=lr, mass=0.0)

@@ -3,7 +3,9 @@
 JAX differentiates functions (``jax.vjp``) and has no leaf state, ``backward``, grad modes or
 in-place ops. The adapter therefore provides tensors, the op catalog and ``vjp``, declares none of
 the stateful capabilities, and leaves the stateful methods out: the suite reports the rules that
-need them as unsupported and never calls them.
+need them as unsupported and never calls them. Of the functional extensions it has ``jvp`` and
+``custom_vjp`` (``jax.custom_vjp``), not ``sgd_step``: JAX has no optimizer of its own (optax is
+a separate library).
 
 Self-contained on purpose: it imports only jax, NumPy and the standard library, so the suite can
 inline this file into a standalone reproduction script.
@@ -100,7 +102,16 @@ class JaxAdapter:
     name = "jax"
     ops = OPS
     capabilities = frozenset(
-        {"higher_order", "forward_mode", "integer_tensors", "float32", "float16", "bfloat16", "mixed_dtypes"}
+        {
+            "higher_order",
+            "forward_mode",
+            "integer_tensors",
+            "float32",
+            "float16",
+            "bfloat16",
+            "mixed_dtypes",
+            "custom_vjp",
+        }
     )
     errors = {
         # ValueError in general; TypeError ("add got incompatible shapes") when a size-0 dim is involved.
@@ -153,3 +164,21 @@ class JaxAdapter:
         self, fn: Callable[..., jax.Array], primals: Sequence[jax.Array], tangents: Sequence[jax.Array]
     ) -> tuple[jax.Array, jax.Array]:
         return jax.jvp(fn, tuple(primals), tuple(tangents))
+
+    def custom_vjp(
+        self, forward: Callable[..., jax.Array], vjp: Callable[..., Sequence[jax.Array | None]]
+    ) -> Callable[..., jax.Array]:
+        """``jax.custom_vjp(forward)`` with ``defvjp(fwd, bwd)``: ``fwd`` keeps the inputs and the output as
+        residuals, ``bwd`` is ``vjp`` on them (JAX reads a None cotangent as zeros)."""
+        op = jax.custom_vjp(forward)
+
+        def fwd(*inputs: jax.Array) -> tuple[jax.Array, tuple[tuple[jax.Array, ...], jax.Array]]:
+            output = forward(*inputs)
+            return output, (inputs, output)
+
+        def bwd(residuals: tuple[tuple[jax.Array, ...], jax.Array], cotangent: jax.Array) -> tuple[Any, ...]:
+            inputs, output = residuals
+            return tuple(vjp(inputs, output, cotangent))
+
+        op.defvjp(fwd, bwd)
+        return op

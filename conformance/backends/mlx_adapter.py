@@ -15,6 +15,8 @@ The mapping, in MLX's terms:
 * ``vjp`` is ``mx.vjp``; nested, it gives higher order, as MLX transforms the pullback itself.
 * ``relu`` and ``log_softmax`` are ``mlx.nn``'s; ``clone`` is ``mx.array(a)``, MLX's copy (it has
   no copy op); ``sum_to_size`` is left out, as MLX has no such op.
+* ``custom_vjp`` is ``mx.custom_function`` with its ``.vjp``; ``sgd_step`` is
+  ``mlx.optimizers.SGD.apply_gradients``.
 
 Self-contained on purpose: it imports only mlx, NumPy and the standard library, so the suite can
 inline this file into a standalone reproduction script.
@@ -28,6 +30,7 @@ from typing import Any
 
 import mlx.core as mx
 import mlx.nn
+import mlx.optimizers
 import numpy as np
 
 
@@ -104,7 +107,18 @@ class MlxAdapter:
     name = "mlx"
     ops = OPS
     capabilities = frozenset(
-        {"higher_order", "forward_mode", "integer_tensors", "float32", "float64", "float16", "bfloat16", "mixed_dtypes"}
+        {
+            "higher_order",
+            "forward_mode",
+            "integer_tensors",
+            "float32",
+            "float64",
+            "float16",
+            "bfloat16",
+            "mixed_dtypes",
+            "custom_vjp",
+            "functional_optimizer",
+        }
     )
     errors = {
         "incompatible_shapes": (ValueError, r"\[broadcast_shapes\] Shapes .* cannot be broadcast"),
@@ -153,3 +167,24 @@ class MlxAdapter:
     ) -> tuple[mx.array, mx.array]:
         outs, jvps = mx.jvp(fn, list(primals), list(tangents))
         return outs[0], jvps[0]
+
+    def custom_vjp(
+        self, forward: Callable[..., mx.array], vjp: Callable[..., Sequence[mx.array | None]]
+    ) -> Callable[..., mx.array]:
+        """``mx.custom_function(forward)`` with its ``.vjp``: MLX calls it with the primals, the cotangent and
+        the output (the primals bare for a one-input function, a tuple otherwise), and takes its result as
+        the inputs' cotangents."""
+        op = mx.custom_function(forward)
+
+        @op.vjp
+        def op_vjp(primals: Any, cotangent: mx.array, output: mx.array) -> tuple[mx.array | None, ...]:
+            inputs = tuple(primals) if isinstance(primals, (tuple, list)) else (primals,)
+            return tuple(vjp(inputs, output, cotangent))
+
+        return op
+
+    def sgd_step(self, params: Sequence[mx.array], grads: Sequence[mx.array], lr: float) -> list[mx.array]:
+        """``mlx.optimizers.SGD(learning_rate=lr).apply_gradients(grads, params)``, which returns the updated
+        parameter tree; the trees are dicts by position, as MLX's optimizer state is a dict."""
+        updated = mlx.optimizers.SGD(learning_rate=lr).apply_gradients(dict(enumerate(grads)), dict(enumerate(params)))
+        return [updated[i] for i in range(len(params))]

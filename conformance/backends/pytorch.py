@@ -143,6 +143,8 @@ class TorchAdapter:
             "custom_function",
             "once_differentiable",
             "optimizer",
+            "custom_vjp",
+            "functional_optimizer",
         }
     )
     errors = {
@@ -373,3 +375,30 @@ class TorchAdapter:
 
     def step(self, opt: torch.optim.Optimizer) -> None:
         opt.step()
+
+    # -- functional extensions: custom_vjp, sgd_step --------------------------------------------
+    def custom_vjp(
+        self, forward: Callable[..., torch.Tensor], vjp: Callable[..., Sequence[torch.Tensor | None]]
+    ) -> Callable[..., torch.Tensor]:
+        """A ``torch.autograd.Function`` with ``setup_context`` (the form ``torch.func`` transforms too): it saves
+        the inputs and the output for its backward, which is ``vjp``."""
+
+        def setup_context(ctx: Any, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            ctx.save_for_backward(*inputs, output)
+
+        def backward(ctx: Any, cotangent: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+            *inputs, output = ctx.saved_tensors
+            return tuple(vjp(tuple(inputs), output, cotangent))
+
+        body = {"forward": staticmethod(forward), "setup_context": staticmethod(setup_context)}
+        body["backward"] = staticmethod(backward)
+        return type("CustomVJP", (torch.autograd.Function,), body).apply
+
+    def sgd_step(self, params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], lr: float) -> list[torch.Tensor]:
+        """``torch.optim.SGD``'s ``step()`` on leaf copies of ``params`` whose ``.grad`` are ``grads``: the updated
+        copies, detached, are the new parameters (the optimizer updates in place, so it gets copies)."""
+        leaves = [p.detach().clone().requires_grad_() for p in params]
+        for leaf, g in zip(leaves, grads):
+            leaf.grad = g
+        torch.optim.SGD(leaves, lr=lr).step()
+        return [leaf.detach() for leaf in leaves]

@@ -55,6 +55,8 @@ class ReferenceAdapter:
             "custom_function",
             "once_differentiable",
             "optimizer",
+            "custom_vjp",
+            "functional_optimizer",
         }
     )
     errors = {
@@ -263,6 +265,26 @@ class ReferenceAdapter:
 
     def step(self, opt: optim.SGD) -> None:
         opt.step()
+
+    # -- functional extensions: custom_vjp, sgd_step --------------------------------------------
+    def custom_vjp(
+        self, forward: Callable[..., ref.Tensor], vjp: Callable[..., Sequence[ref.Tensor | None]]
+    ) -> Callable[..., ref.Tensor]:
+        """A custom ``Function`` that saves the inputs and the output for its backward, which is ``vjp``."""
+
+        def op_forward(ctx: engine.FunctionCtx, *inputs: ref.Tensor) -> ref.Tensor:
+            output = forward(*inputs)
+            ctx.save_for_backward(*inputs, output)
+            return output
+
+        def op_backward(ctx: engine.FunctionCtx, cotangent: ref.Tensor) -> tuple[ref.Tensor | None, ...]:
+            *inputs, output = ctx.saved_tensors
+            return tuple(vjp(tuple(inputs), output, cotangent))
+
+        return engine.Function(op_forward, op_backward, name="CustomVJP")
+
+    def sgd_step(self, params: Sequence[ref.Tensor], grads: Sequence[ref.Tensor], lr: float) -> list[ref.Tensor]:
+        return optim.sgd_step(params, grads, lr)
 
 
 def _storage(array: np.ndarray) -> np.ndarray:

@@ -20,6 +20,8 @@ The mapping, in TensorFlow's terms:
   an infinite other bound; ``expand`` is ``broadcast_to`` with torch's ``-1`` read as "keep this
   size"; an index key's integer lists are passed as integer tensors. ``sum_to_size`` is left out:
   TensorFlow has no such op.
+* ``custom_vjp`` is ``tf.custom_gradient``; ``sgd_step`` is ``tf.keras.optimizers.SGD`` applied to
+  ``tf.Variable``s made from the parameters, read back as tensors.
 
 Declared missing, and why: every stateful capability (above); ``mixed_dtypes``, because
 TensorFlow does not promote (float32 times float64 raises ``InvalidArgumentError``); ``devices``,
@@ -118,7 +120,17 @@ class TensorflowAdapter:
     name = "tensorflow"
     ops = OPS
     capabilities = frozenset(
-        {"higher_order", "forward_mode", "integer_tensors", "float32", "float64", "float16", "bfloat16"}
+        {
+            "higher_order",
+            "forward_mode",
+            "integer_tensors",
+            "float32",
+            "float64",
+            "float16",
+            "bfloat16",
+            "custom_vjp",
+            "functional_optimizer",
+        }
     )
     errors = {
         "incompatible_shapes": (tf.errors.InvalidArgumentError, r"Incompatible shapes"),
@@ -172,3 +184,27 @@ class TensorflowAdapter:
         with tf.autodiff.ForwardAccumulator(list(primals), list(tangents)) as accumulator:
             out = fn(*primals)
         return out, accumulator.jvp(out, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+    def custom_vjp(
+        self, forward: Callable[..., tf.Tensor], vjp: Callable[..., Sequence[tf.Tensor | None]]
+    ) -> Callable[..., tf.Tensor]:
+        """``tf.custom_gradient``: the op returns ``forward``'s output and a gradient function, which is
+        ``vjp`` on the inputs and output it closes over (a None gradient is TensorFlow's "no gradient")."""
+
+        @tf.custom_gradient
+        def op(*inputs: tf.Tensor) -> tuple[tf.Tensor, Callable[[tf.Tensor], tuple[tf.Tensor | None, ...]]]:
+            output = forward(*inputs)
+
+            def gradient(cotangent: tf.Tensor) -> tuple[tf.Tensor | None, ...]:
+                return tuple(vjp(inputs, output, cotangent))
+
+            return output, gradient
+
+        return op
+
+    def sgd_step(self, params: Sequence[tf.Tensor], grads: Sequence[tf.Tensor], lr: float) -> list[tf.Tensor]:
+        """``tf.keras.optimizers.SGD(lr).apply_gradients`` on ``tf.Variable``s made from ``params`` (Keras
+        optimizers update variables), read back as tensors: the new parameters."""
+        variables = [tf.Variable(p) for p in params]
+        tf.keras.optimizers.SGD(learning_rate=lr).apply_gradients(zip(grads, variables))
+        return [tf.convert_to_tensor(v) for v in variables]

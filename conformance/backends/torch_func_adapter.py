@@ -6,7 +6,8 @@ order), ``jvp`` is ``torch.func.jvp`` (composing with it: forward-over-reverse a
 and no stateful capability is declared: the rules that need ``backward``, ``.grad``, grad
 modes, ``detach`` or in-place ops are reported unsupported, so the stateful methods this class
 inherits are never called. ``requires_grad`` is ignored, as ``torch.func`` needs no flag on its
-primals, and the in-place ops are left out of the op catalog.
+primals, and the in-place ops are left out of the op catalog. ``custom_vjp`` and ``sgd_step`` are the
+torch adapter's: a ``torch.autograd.Function`` with ``setup_context`` is what ``torch.func`` transforms.
 
 Self-contained on purpose: it imports only torch, NumPy, the standard library and the torch
 adapter's module, which the reproduction scripts inline before this one.
@@ -32,7 +33,18 @@ class TorchFuncAdapter(TorchAdapter):
     name = "torch-func"
     ops = types.SimpleNamespace(**{k: v for k, v in vars(OPS).items() if k not in _INPLACE})
     capabilities = frozenset(
-        {"higher_order", "forward_mode", "integer_tensors", "float32", "float64", "float16", "bfloat16", "mixed_dtypes"}
+        {
+            "higher_order",
+            "forward_mode",
+            "integer_tensors",
+            "float32",
+            "float64",
+            "float16",
+            "bfloat16",
+            "mixed_dtypes",
+            "custom_vjp",
+            "functional_optimizer",
+        }
     )
     errors = {
         meaning: TorchAdapter.errors[meaning]

@@ -2,7 +2,7 @@
 
 ``step`` updates each parameter in place with grad mode off, so a parameter stays a leaf and its
 version counter counts the update; ``zero_grad`` sets each ``.grad`` to None (PyTorch's default,
-``set_to_none=True``), or zeros it in place.
+``set_to_none=True``), or zeros it in place. ``sgd_step`` is the same step as a function of values.
 """
 
 from __future__ import annotations
@@ -32,3 +32,14 @@ class SGD:
             for p in self.params:
                 if p.grad is not None:
                     ops.sub_(p, ops.mul(p.grad, self.lr))
+
+
+def sgd_step(params: Iterable[Tensor], grads: Iterable[Tensor], lr: float) -> list[Tensor]:
+    """One ``SGD.step`` as a function: on copies of ``params`` whose ``.grad`` are ``grads``, so the
+    arguments are left as they were; the updated copies, detached, are the new parameters."""
+    with no_grad():
+        copies = [ops.clone(p) for p in params]
+    for copy, g in zip(copies, grads):
+        copy.grad = g
+    SGD(copies, lr).step()
+    return [copy.detach() for copy in copies]

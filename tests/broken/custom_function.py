@@ -1,4 +1,5 @@
-"""Adapters that break the custom Function rules: the backward used, ctx, None gradients, double backward."""
+"""Adapters that break the custom Function rules: the backward used, ctx, None gradients, double backward; and
+their functional twins (custom_vjp): the vjp used, what it sees, None cotangents, second order."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import torch
 
 from conformance.backends.pytorch import TorchAdapter
+from conformance.backends.torch_func_adapter import TorchFuncAdapter
 
 
 class _Ctx:
@@ -118,3 +120,52 @@ class OnceDifferentiableIgnored(TorchAdapter):
         self, forward: Callable[..., Any], backward: Callable[..., Any], once_differentiable: bool = False
     ) -> Any:
         return super().function(forward, backward, False)
+
+
+# -- custom_vjp, the functional twin -------------------------------------------------------------------
+
+
+class CustomVjpDifferentiatesForward(TorchFuncAdapter):
+    """custom_vjp ignores the custom vjp: the engine differentiates the forward's ops instead."""
+
+    breaks = (
+        "custom_function.vjp.is-the-gradient",
+        "custom_function.vjp.sees-inputs-and-output",
+        "custom_function.vjp.none-means-zero",
+    )
+
+    def custom_vjp(self, forward: Callable[..., Any], vjp: Callable[..., Any]) -> Callable[..., Any]:
+        return forward
+
+
+class CustomVjpInputsReversed(TorchFuncAdapter):
+    """The custom vjp is handed the op's inputs in reverse order."""
+
+    breaks = ("custom_function.vjp.sees-inputs-and-output",)
+
+    def custom_vjp(self, forward: Callable[..., Any], vjp: Callable[..., Any]) -> Callable[..., Any]:
+        return super().custom_vjp(forward, lambda inputs, output, g: vjp(inputs[::-1], output, g))
+
+
+class CustomVjpNoneAsCotangent(TorchFuncAdapter):
+    """A None from the custom vjp becomes the op's cotangent, not zeros (MLX's custom_function does this)."""
+
+    breaks = ("custom_function.vjp.none-means-zero",)
+
+    def custom_vjp(self, forward: Callable[..., Any], vjp: Callable[..., Any]) -> Callable[..., Any]:
+        def filled(inputs: tuple[torch.Tensor, ...], output: torch.Tensor, g: torch.Tensor) -> tuple[Any, ...]:
+            return tuple(g if c is None else c for c in vjp(inputs, output, g))
+
+        return super().custom_vjp(forward, filled)
+
+
+class CustomVjpInputsDetached(TorchFuncAdapter):
+    """The custom vjp sees detached inputs, so a nested vjp cannot differentiate what it computes."""
+
+    breaks = ("custom_function.vjp.second-order",)
+
+    def custom_vjp(self, forward: Callable[..., Any], vjp: Callable[..., Any]) -> Callable[..., Any]:
+        def detached(inputs: tuple[torch.Tensor, ...], output: torch.Tensor, g: torch.Tensor) -> Any:
+            return vjp(tuple(t.detach() for t in inputs), output, g)
+
+        return super().custom_vjp(forward, detached)

@@ -1,4 +1,5 @@
-"""Adapters that break the training rules: zero_grad, accumulation, detach between segments, the step."""
+"""Adapters that break the training rules: zero_grad, accumulation, detach between segments, the step (and the
+functional step, sgd_step)."""
 
 from __future__ import annotations
 
@@ -47,17 +48,32 @@ class DetachKeepsHistory(TorchAdapter):
 
 
 class StepTooLarge(TorchAdapter):
-    """The optimizer's learning rate is off by a factor of two."""
+    """The optimizer's learning rate is off by a factor of two, in the stateful step and in sgd_step."""
 
     breaks = (
         "training.sgd.two-layer-trajectory",
         "training.zero-grad.clears",
         "training.zero-grad.without-it-gradients-add",
         "training.accumulation.micro-batches",
+        "training.functional.two-layer-trajectory",
+        "training.functional.micro-batches",
     )
 
     def optimizer(self, params: Sequence[torch.Tensor], lr: float) -> torch.optim.Optimizer:
         return super().optimizer(params, 2 * lr)
+
+    def sgd_step(self, params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], lr: float) -> list[torch.Tensor]:
+        return super().sgd_step(params, grads, 2 * lr)
+
+
+class SgdStepReturnsOldParams(TorchAdapter):
+    """sgd_step steps copies of the parameters but returns the parameters it was given."""
+
+    breaks = ("training.functional.two-layer-trajectory", "training.functional.micro-batches")
+
+    def sgd_step(self, params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], lr: float) -> list[torch.Tensor]:
+        super().sgd_step(params, grads, lr)
+        return list(params)
 
 
 class StepRecorded(TorchAdapter):

@@ -129,8 +129,7 @@ class Collector:
                 expectations = tuple(load_expectations(path, [*specs.load(), *self.run.rules]))
                 self._check_runnable(path, expectations)
             levels = parse_levels(config.getoption("gate_levels"))
-            self.gate = Gate(levels, expectations, config.getoption("strict_expected"))
-            self.run.expected = tuple((e.rule, e.dtype) for e in expectations)
+            self.gate = self.run.gate = Gate(levels, expectations, config.getoption("strict_expected"))
         except GateError as exc:
             raise pytest.UsageError(str(exc)) from exc
         for option in _OUTPUTS:

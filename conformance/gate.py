@@ -104,8 +104,12 @@ class Gate:
 
     def expected(self, rule_id: str, dtype: str) -> Expectation | None:
         """The entry covering (rule, dtype); a dtype-specific entry wins over a rule-wide one."""
-        matches = [e for e in self.expectations if e.rule == rule_id and e.dtype in (dtype, None)]
+        matches = [e for e in self.covering(dtype) if e.rule == rule_id]
         return min(matches, key=lambda e: e.dtype is None, default=None)
+
+    def covering(self, dtype: str) -> list[Expectation]:
+        """The entries that cover ``dtype``: those for it and the rule-wide ones."""
+        return [e for e in self.expectations if e.dtype in (dtype, None)]
 
     def breaks(self, result: Mapping[str, Any]) -> bool:
         """Whether one result (a record of the results file) breaks the gate."""

@@ -43,7 +43,7 @@ from conformance.failures import CheckFailure, execute
 from conformance.literal import literal
 from conformance.runtime import ConformanceFailure
 from conformance.specs import Rule, SpecError
-from conformance.strategies import representable
+from conformance.strategies import CASES_PER_EXAMPLE, representable
 
 SHAPES = ((), (3,), (2, 1), (2, 3))
 """Leaf shapes: all broadcast to (2, 3), and keepdim reductions stay among such shapes."""
@@ -498,7 +498,13 @@ class ModelTemplate:
         }
         # An explicit seed, like every rule's: the sequences drawn must not depend on incidental state.
         machine = hypothesis.seed(seed)(type("AutogradModel", (AutogradModel,), attributes))
-        base = settings(overrides or settings.default, stateful_step_count=rule.args.get("length", 50))
+        loaded = overrides or settings.default
+        # A sequence is one case: as many as the batched rules check (``CASES_PER_EXAMPLE`` per example).
+        base = settings(
+            loaded,
+            max_examples=loaded.max_examples * CASES_PER_EXAMPLE,
+            stateful_step_count=rule.args.get("length", 50),
+        )
 
         def test() -> None:
             run_state_machine_as_test(machine, settings=base)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -339,6 +339,14 @@ def vjp(program: str, cotangent: Array | None = None, **inputs: Array) -> dict[s
         return _reverse(*evaluate(program, inputs), cotangent)
 
 
+def vjps(program: str, cotangents: Iterable[Array], **inputs: Array) -> list[dict[str, Array]]:
+    """``vjp`` for each of ``cotangents``, from one evaluation of the program: its tape walked once per
+    cotangent (the rows of a Jacobian, for forward-mode and second-order references)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out, nodes = evaluate(program, inputs)
+        return [_reverse(out, nodes, cotangent) for cotangent in cotangents]
+
+
 def _reverse(out: Any, nodes: dict[str, Node], cotangent: Array | None) -> dict[str, Array]:
     """The graph walk: VJPs from ``out`` back to the input nodes, in reverse creation order."""
     if not isinstance(out, Node):
@@ -373,13 +381,12 @@ def jvp(program: str, tangents: Mapping[str, Array], **inputs: Array) -> Array:
     there. ``tangents`` maps input names to arrays of their shapes.
     """
     out = value(program, **inputs)
-    flat = np.zeros(out.size, dtype=np.float64)
-    for k in range(out.size):
-        unit = np.zeros(out.size, dtype=np.float64)
-        unit[k] = 1.0
-        rows = vjp(program, unit.reshape(out.shape), **inputs)
-        flat[k] = sum(float(np.sum(rows[n] * np.asarray(t, dtype=np.float64))) for n, t in tangents.items())
-    return np.where(np.isnan(out), np.nan, flat.reshape(out.shape))
+    units = np.eye(out.size).reshape(out.size, *out.shape)
+    flat = [
+        sum(float(np.sum(rows[n] * np.asarray(t, dtype=np.float64))) for n, t in tangents.items())
+        for rows in vjps(program, units, **inputs)
+    ]
+    return np.where(np.isnan(out), np.nan, np.reshape(flat, out.shape))
 
 
 def fd_vjp(

@@ -318,7 +318,7 @@ def fits(form: Form, shape: Shape, other: Shape) -> bool:
         return other == shape
     try:
         if kind == "matmul":
-            np.matmul(np.empty(shape), np.empty(other))
+            np.matmul(np.zeros(shape), np.zeros(other))  # raises where the shapes do not multiply
         elif kind == "reducible":
             return np.broadcast_shapes(shape, other) == shape
         elif kind == "broadcastable":

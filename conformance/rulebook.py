@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hypothesis import find, settings
+from hypothesis import Phase, find, settings
 from hypothesis.errors import NoSuchExample
 
 from conformance import templates
@@ -51,7 +51,7 @@ def _simplest(rule: Rule, dtype: str) -> Any:
     """The simplest case the rule's strategy draws (deterministic), preferring arrays of two or more
     elements (or 0-d): the smallest shapes that still show what the rule is about."""
     strategy = TEMPLATES[rule.template].strategy(rule, [dtype])
-    config = settings(database=None, derandomize=True, max_examples=500)
+    config = settings(database=None, derandomize=True, max_examples=500, phases=[Phase.generate, Phase.shrink])
     with warnings.catch_warnings():  # the oracle sees the empty arrays the search tries on the way
         warnings.simplefilter("ignore", RuntimeWarning)
         try:

@@ -20,6 +20,7 @@ from typing import Any
 
 import hypothesis
 from hypothesis import Phase, example, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import FlakyFailure
 
 from conformance import runtime, templates
@@ -28,7 +29,7 @@ from conformance.failures import CheckFailure, execute
 from conformance.literal import Script
 from conformance.model import ModelTemplate
 from conformance.specs import Rule
-from conformance.strategies import example_case
+from conformance.strategies import CASES_PER_EXAMPLE, example_case
 from conformance.templates import TEMPLATES, Template
 
 
@@ -161,7 +162,7 @@ def check(
         return outcome
     tolerances = dict(rule.tolerances)
     where = InFlight(inflight)
-    seed = seed if seed is not None else rule_seed(rule, dtype)
+    run_seed, seed = seed, seed if seed is not None else rule_seed(rule, dtype)
     if isinstance(template, ModelTemplate):
 
         def progress(script: str | None) -> None:
@@ -173,7 +174,7 @@ def check(
         test = template.test(adapter, rule, dtype, device, seed, overrides, progress)
     else:
         has = frozenset(name for name in OPS if hasattr(adapter.ops, name))
-        drawing = replace(rule, given=replace(rule.given, shape_pool=shape_pool, ops=has, known=known))
+        drawing = replace(rule, given=replace(rule.given, shape_pool=shape_pool, seed=run_seed, ops=has, known=known))
         test = _property(adapter, drawing, dtype, device, template, outcome, where, tolerances)
         if not shrink:
             overrides = settings(overrides, phases=[p for p in Phase if p not in (Phase.shrink, Phase.explain)])
@@ -214,22 +215,24 @@ def _property(
     stopwatch = Stopwatch()
     bound = stopwatch.timed(runtime.bind(adapter, dtype, device, tolerances))
 
-    def prop(case: Any) -> None:
-        outcome.examples += 1
-        script = template.script(rule, case)
-        if case is first:
-            outcome.example_script = script.text()
-        where.write(rule, dtype, case, script)
-        try:
-            execute(script, dict(bound), filename, case, dtype)
-        finally:
-            outcome.engine_seconds = stopwatch.seconds
+    def prop(batch: tuple[Any, ...]) -> None:
+        for case in batch:
+            outcome.examples += 1
+            script = template.script(rule, case)
+            if case is first:
+                outcome.example_script = script.text()
+            where.write(rule, dtype, case, script)
+            try:
+                execute(script, dict(bound), filename, case, dtype)
+            finally:
+                outcome.engine_seconds = stopwatch.seconds
 
-    # Every rule shares this inner function: key Hypothesis's database per rule.
-    prop._hypothesis_internal_add_digest = f"{rule.id}/{dtype}".encode()  # type: ignore[attr-defined]
-    test = given(template.strategy(rule, [dtype]))(prop)
+    test = given(st.tuples(*[template.strategy(rule, [dtype])] * CASES_PER_EXAMPLE))(prop)
+    # Every rule shares this inner function: key Hypothesis's database per rule (and spare it reading the
+    # function's source to make a key, a few milliseconds per check).
+    test._hypothesis_internal_database_key = f"{rule.id}/{dtype}".encode()  # type: ignore[attr-defined]
     for case in reversed(explicit):
-        test = example(case)(test)
+        test = example((case,))(test)
     return test
 
 

@@ -59,6 +59,15 @@ def _raised_matches(exc: BaseException, spec: Any) -> bool:
     return isinstance(exc, types) and (pattern is None or re.search(pattern, str(exc)) is not None)
 
 
+def _close(got: np.ndarray, expected: np.ndarray, rtol: float, atol: float) -> bool:
+    """``np.allclose(..., equal_nan=True)``, its one formula tried first: most checks pass, and the
+    formula alone costs a tenth of ``allclose``; NaNs and infinities take ``allclose``'s own path."""
+    with np.errstate(invalid="ignore"):
+        if (np.abs(got - expected) <= atol + rtol * np.abs(expected)).all():
+            return True
+    return bool(np.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True))
+
+
 class Boundary:
     """The adapter's ``numpy`` and ``vjp`` with what crosses them checked, where that is cheap.
 
@@ -123,7 +132,7 @@ class Checks:
             raise ConformanceFailure("shape", f"shape is {got_shape}, expected {expected.shape}")
         got = np.asarray(self.boundary.numpy(actual), dtype=np.float64)
         rtol, atol = self.tolerances[want_dtype]
-        if not np.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True):
+        if not _close(got, expected, rtol, atol):
             with np.errstate(invalid="ignore"):
                 err = np.nanmax(np.abs(got - expected)) if got.size else 0.0
             raise ConformanceFailure(

@@ -94,6 +94,9 @@ class Given:
     ops: frozenset[str] | None = None
     """Set by the run, never by a spec: the catalog ops the engine has (None: all), for rules that draw
     their ops (random programs), which are about composition, not about an op the engine lacks."""
+    seed: int | None = None
+    """Set by the run, never by a spec: the run's seed (None in the gate), which the shape pools are drawn with
+    (``strategies.shape_pool``); without one they are derandomized, the same on every run."""
     known: frozenset[str] = frozenset()
     """Set by the run, never by a spec: the rules the engine's expected-failures file lists in this dtype.
     Random programs leave out the op forms whose own rules are among them: that deviation is already

@@ -1,14 +1,16 @@
-"""Hypothesis strategies for a rule's cases: a dtype, shapes, bounded values.
+"""Hypothesis strategies for a rule's cases: a dtype, shapes, bounded values, in a few choices per case.
 
-Shapes come from ``hypothesis.extra.numpy`` (``mutually_broadcastable_shapes`` with 0-d and
-size-0 dims allowed, capped in total size). Values are drawn at the dtype's own width, bounded,
-without NaN, infinities or subnormals, and kept as float64 arrays that are exactly representable
-in that dtype, so the oracle sees precisely what the engine sees.
+Shapes come from ``hypothesis.extra.numpy`` (``mutually_broadcastable_shapes`` with 0-d and size-0 dims
+allowed, capped in total size), drawn once per shape configuration into a pool that cases pick from
+(``shape_pool``). Values come from a drawn kind and seed (``VALUE_KINDS``): bounded, without NaN,
+infinities or subnormals, and kept as float64 arrays exactly representable in the case's dtype, so the
+oracle sees precisely what the engine sees. A case costs Hypothesis four choices whatever its size,
+where drawing every element cost it dozens; Hypothesis still shrinks it, to simpler shapes and to the
+``fill`` values.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from collections.abc import Mapping, Sequence
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, assume, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -24,7 +26,10 @@ from conformance import language, oracle
 from conformance.specs import DOMAINS, Given
 
 Shape = tuple[int, ...]
-_WIDTH = {"float16": 16, "bfloat16": 32, "float32": 32, "float64": 64}
+CASES_PER_EXAMPLE = 4
+"""Cases one Hypothesis example draws and checks, each on its own: a Hypothesis example costs about 0.6 ms
+before it draws anything, more than a case's check on a fast engine, so a batch spreads that cost. A failing
+batch shrinks like any example; the failure reported is its first failing case."""
 KINK_MARGIN = 1e-3
 """How far from a kink (``Given.kinks``) drawn values stay: well beyond a finite-difference step."""
 
@@ -37,6 +42,8 @@ class Case:
     arrays: Mapping[str, np.ndarray]
     result: Shape = ()
     upstream: np.ndarray | None = field(default=None, compare=False)
+    values_from: tuple[str, int] = field(default=("fill", 0), compare=False)
+    """The ``VALUE_KINDS`` kind and seed the arrays were made from; ``more_values`` makes more from them."""
 
     def __repr__(self) -> str:
         parts = [f"dtype={self.dtype!r}"]
@@ -109,23 +116,28 @@ def shapes(g: Given) -> st.SearchStrategy[tuple[list[Shape], Shape]]:
     return strategy.filter(lambda sr: _size_ok([*sr[0], sr[1]], g.max_size))
 
 
-_POOL_DRAWS = 40
+POOL_SIZE = 32
+"""Shape sets a rule draws from by default: more than a gate run's examples, each met with fresh values."""
+_POOL_DRAWS = 64
 """Draws from a rule's shape strategy that a shape pool picks from."""
-_POOLS: dict[tuple[str, int], list[tuple[list[Shape], Shape]]] = {}
+_POOLS: dict[tuple[Any, ...], list[tuple[list[Shape], Shape]]] = {}
 
 
 def shape_pool(g: Given, k: int) -> list[tuple[list[Shape], Shape]]:
-    """At most ``k`` of the shape sets ``shapes(g)`` draws, the same on every run: the simplest, one with a
-    size-0 dim, the largest, then as drawn. For engines that compile per shape (``--shape-pool``)."""
+    """At most ``k`` of the shape sets ``shapes(g)`` draws: the simplest, one with a size-0 dim, the largest, then
+    as drawn; simplest first, so shrinking a case's pick moves to simpler shapes. Drawing a case's shapes is then one
+    choice, and an engine that compiles per shape (``--shape-pool``, a small ``k``) compiles a few. Rules with the
+    same shape parameters share a pool, drawn with the run's seed (``Given.seed``), or derandomized without one."""
     if k < 1:
         raise ValueError(f"a shape pool needs at least one shape set, got {k}")
-    key = (repr(dataclasses.replace(g, shape_pool=None, ops=None, known=frozenset())), k)
-    if key not in _POOLS:
+    names: Any = g.names if g.fixed else len(g.names)
+    key = (names, g.shapes, g.min_dims, g.max_dims, g.min_side, g.max_side, g.max_size, tuple(g.fixed.items()))
+    if (*key, k, g.seed) not in _POOLS:
         drawn: list[tuple[list[Shape], Shape]] = []
 
         @settings(
             max_examples=_POOL_DRAWS,
-            derandomize=True,
+            derandomize=g.seed is None,
             database=None,
             phases=[Phase.generate],
             suppress_health_check=list(HealthCheck),
@@ -136,12 +148,20 @@ def shape_pool(g: Given, k: int) -> list[tuple[list[Shape], Shape]]:
             if shape_set not in drawn:
                 drawn.append(shape_set)
 
+        if g.seed is not None:
+            collect = seed(g.seed)(collect)
         collect()
         empty = [d for d in drawn if any(0 in s for s in d[0])]
-        largest = max(drawn, key=lambda d: sum(math.prod(s) for s in [*d[0], d[1]]))
-        picks = [drawn[0], *empty[:1], largest, *drawn]
-        _POOLS[key] = [p for i, p in enumerate(picks) if p not in picks[:i]][:k]
-    return _POOLS[key]
+        picks = [min(drawn, key=_complexity), *empty[:1], max(drawn, key=_complexity), *drawn]
+        unique = [p for i, p in enumerate(picks) if p not in picks[:i]][:k]
+        _POOLS[(*key, k, g.seed)] = sorted(unique, key=_complexity)
+    return _POOLS[(*key, k, g.seed)]
+
+
+def _complexity(shape_set: tuple[list[Shape], Shape]) -> tuple[int, int, list[Shape]]:
+    """Dims, then elements, then the shapes themselves: what "simpler" means for a shape set (0-d first)."""
+    every = [*shape_set[0], shape_set[1]]
+    return sum(len(s) for s in every), sum(math.prod(s) for s in every), every
 
 
 def _result(shapes: Sequence[Shape]) -> Shape:
@@ -158,35 +178,67 @@ def _pin(g: Given, drawn: list[Shape]) -> tuple[list[Shape], Shape]:
     return pinned, np.broadcast_shapes(*pinned)
 
 
+VALUE_KINDS = ("fill", "uniform", "grid")
+"""How a case's values are made from its drawn seed, in the order shrinking prefers: ``fill``, the same
+distinct values every time (``fill``); ``uniform``, random over the domain; ``grid``, random multiples of 1/4
+in the domain, so zeros, ties and equal arrays occur."""
+TINY = 2.0**-10
+"""Uniform values closer to zero than this are zero: no dtype's rounding makes them subnormal."""
+_SEEDS = st.integers(0, 2**32 - 1)
+
+
 @functools.lru_cache(maxsize=8192)
 def values(shape: Shape, dtype: str, domain: str) -> st.SearchStrategy[np.ndarray]:
-    """Bounded finite values of ``dtype``, as exact float64. One strategy object per (shape, dtype,
-    domain), reused across draws: Hypothesis validates a strategy the first time it draws from it."""
+    """Bounded finite values of ``dtype``, as exact float64: two choices (a kind and a seed) whatever the size."""
+    return st.tuples(st.sampled_from(VALUE_KINDS), _SEEDS).map(
+        lambda drawn: generate(np.random.default_rng(drawn[1]), shape, dtype, domain, drawn[0])
+    )
+
+
+def generate(rng: np.random.Generator, shape: Shape, dtype: str, domain: str, kind: str) -> np.ndarray:
+    """Values of one ``VALUE_KINDS`` kind, drawn from ``rng`` (NumPy's PCG64: the same on every platform)."""
+    if kind == "fill":
+        return representable(fill(shape, domain), dtype)
     low, high = DOMAINS[domain]
-    elements = st.floats(low, high, width=_WIDTH[dtype], allow_subnormal=False)
+    if kind == "uniform":
+        drawn = rng.uniform(low, high, shape)
+        drawn[np.abs(drawn) < TINY] = 0.0
+    else:
+        grid = np.arange(math.ceil(low * 4), math.floor(high * 4) + 1) / 4
+        drawn = grid[rng.integers(0, len(grid), shape)]
     if domain == "nonzero":
-        elements = st.tuples(elements, st.booleans()).map(lambda t: -t[0] if t[1] else t[0])
-    return hnp.arrays(np.float64, shape, elements=elements).map(lambda a: representable(a, dtype))
+        drawn = np.where(rng.random(shape) < 0.5, -drawn, drawn)
+    return representable(drawn, dtype)
+
+
+def more_values(case: Case, shape: Shape, domain: str) -> np.ndarray:
+    """Values for one more array of ``case`` (an upstream gradient), from the case's own kind and seed."""
+    kind, seed = case.values_from
+    return generate(np.random.default_rng((seed, 1)), shape, case.dtype, domain, kind)
 
 
 def cases(g: Given, dtypes: Sequence[str]) -> st.SearchStrategy[Case]:
-    """A dtype, then shapes, then values for every name (and every ``like`` extra)."""
-    dtype_strategy = st.sampled_from(list(dtypes))
-    shape_strategy = shapes(g) if g.shape_pool is None else st.sampled_from(shape_pool(g, g.shape_pool))
+    """A dtype, a shape set from the rule's pool, then a kind and a seed that make every array's values
+    (names, then ``like`` extras): four choices per case, whatever its size. A rule with kinks leaves out
+    the ``grid`` kind, whose ties it would only reject."""
+    return st.tuples(
+        st.sampled_from(list(dtypes)),
+        st.sampled_from(shape_pool(g, g.shape_pool or POOL_SIZE)),
+        st.sampled_from(VALUE_KINDS if g.kinks is None else VALUE_KINDS[:2]),
+        _SEEDS,
+    ).map(functools.partial(_case, g))
 
-    @st.composite
-    def case(draw: st.DrawFn) -> Case:
-        dtype = draw(dtype_strategy)
-        input_shapes, result = draw(shape_strategy)
-        arrays = {name: draw(values(s, dtype, g.domain_of(name))) for name, s in zip(g.names, input_shapes)}
-        for extra, source in g.like.items():
-            shape = result if source == "result" else arrays[source].shape
-            arrays[extra] = draw(values(tuple(shape), dtype, g.domain_of(extra)))
-        if g.kinks is not None:
-            assume(away_from_kinks(g.kinks, arrays, tuple(result)))
-        return Case(dtype, arrays, tuple(result))
 
-    return case()
+def _case(g: Given, drawn: tuple[str, tuple[list[Shape], Shape], str, int]) -> Case:
+    dtype, (input_shapes, result), kind, seed = drawn
+    shape_of = dict(zip(g.names, input_shapes))
+    for extra, source in g.like.items():
+        shape_of[extra] = result if source == "result" else shape_of[source]
+    rng = np.random.default_rng(seed)
+    arrays = {name: generate(rng, tuple(shape), dtype, g.domain_of(name), kind) for name, shape in shape_of.items()}
+    if g.kinks is not None:
+        assume(away_from_kinks(g.kinks, arrays, tuple(result)))
+    return Case(dtype, arrays, tuple(result), values_from=(kind, seed))
 
 
 def away_from_kinks(kinks: str, arrays: Mapping[str, np.ndarray], result: Shape) -> bool:

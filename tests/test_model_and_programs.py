@@ -46,7 +46,7 @@ def test_catches_broken_adapter(rule_id: str, cls: type) -> None:
     # The model explores sequences: some bugs (a detach with its own version counter) need a few dozen of them to
     # surface; a program has one of some 75 op forms at each step, so a bug in one op (sigmoid's saved output) needs a
     # few dozen programs. Both get a larger, still fixed-seed, budget than a single rule; a check stops at its failure.
-    budget = settings(settings.get_profile("suite-can-fail"), max_examples=100)
+    budget = settings(settings.get_profile("suite-can-fail"), max_examples=25)
     outcomes = [_check(cls(), rule_id, dtype, budget) for dtype in ("float32", "float64")]
     assert any(o.failure is not None for o in outcomes), f"{cls.__name__} passed {rule_id} in both dtypes"
 
@@ -61,7 +61,7 @@ def test_passes_on_torch(rule_id: str) -> None:
 
 def test_model_failure_shrinks_to_a_standalone_repro() -> None:
     """With shrinking on, the failure is a short script; its repro, run alone, fails the same way."""
-    shrinking = settings(settings.get_profile("conformance-gate"), max_examples=25)
+    shrinking = settings.get_profile("conformance-gate")
     adapter = NoGradExitEnables()
     outcome = _check(adapter, MODEL, "float32", shrinking)
     assert outcome.failure is not None

@@ -118,3 +118,12 @@ def test_softmax_over_an_empty_dim_is_empty() -> None:
     for program in ("softmax(x, -1)", "log_softmax(x, -1)"):
         assert oracle.value(program, x=np.zeros((3, 0))).shape == (3, 0)
         assert vjp(program, np.zeros((3, 0)), x=np.zeros((3, 0)))["x"].shape == (3, 0)
+
+
+def test_vjps_on_one_tape_equal_one_vjp_each() -> None:
+    x, y = np.linspace(0.5, 2.0, 6).reshape(2, 3), np.linspace(-1.0, 1.0, 3)
+    units = np.eye(6).reshape(6, 2, 3)
+    rows = oracle.vjps("mul(exp(x), y)", units, x=x, y=y)
+    for unit, row in zip(units, rows):
+        alone = vjp("mul(exp(x), y)", unit, x=x, y=y)
+        assert all(np.array_equal(row[n], alone[n]) for n in ("x", "y"))

@@ -1,14 +1,17 @@
-"""Drawing cases: the shape pool that keeps compile-per-shape engines to a few shapes per rule."""
+"""Drawing cases: values from a kind and a seed, shapes from a pool (small for compile-per-shape engines), and
+batches of cases per Hypothesis example."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from conformance import specs, strategies
+from conformance import runner, specs, strategies
+from conformance.backends.reference import ReferenceAdapter
 from tests.results_fixtures import BROKEN_RULE, broken_backend, run_suite
 
 RULES = {r.id: r for r in specs.load()}
@@ -42,3 +45,41 @@ def test_a_pooled_run_records_the_pool_and_replays_with_it(tmp_path: Path) -> No
     assert doc["shape_pool"] == 3
     failed = [r for r in doc["results"] if r["status"] == "failed"]
     assert failed and all("--shape-pool=3" in r["failure"]["replay"] for r in failed), output
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+@pytest.mark.parametrize("domain", sorted(specs.DOMAINS))
+@pytest.mark.parametrize("kind", strategies.VALUE_KINDS)
+def test_values_of_every_kind_stay_in_their_domain_and_dtype(kind: str, domain: str, dtype: str) -> None:
+    low, high = specs.DOMAINS[domain]
+    for seed in range(20):
+        v = strategies.generate(np.random.default_rng(seed), (4, 5), dtype, domain, kind)
+        assert v.dtype == np.float64 and v.shape == (4, 5)
+        assert np.array_equal(strategies.representable(v, dtype), v), "exactly what the engine's dtype holds"
+        magnitude = np.abs(v) if domain == "nonzero" else v
+        assert np.all((magnitude >= low) & (magnitude <= high)), v
+        assert np.all((v == 0) | (np.abs(v) >= strategies.TINY / 2)), "no subnormal in any dtype"
+        if kind == "grid":
+            assert np.array_equal(v * 4, np.round(v * 4)), "multiples of 1/4"
+        if kind == "fill":
+            assert np.array_equal(v, strategies.representable(strategies.fill((4, 5), domain), dtype))
+    if domain == "nonzero" and kind != "fill":
+        signs = np.sign(strategies.generate(np.random.default_rng(0), (64,), dtype, domain, kind))
+        assert {-1.0, 1.0} <= set(signs), "both signs"
+
+
+def test_a_run_with_a_seed_draws_its_own_pool_the_same_each_time() -> None:
+    seeded = dataclasses.replace(BROADCAST, seed=12345)
+    first = strategies.shape_pool(seeded, 8)
+    strategies._POOLS.clear()
+    assert strategies.shape_pool(seeded, 8) == first
+    for inputs, result in first:
+        assert np.broadcast_shapes(*inputs) == result and all(np.prod(s) <= BROADCAST.max_size for s in inputs)
+
+
+def test_a_hypothesis_example_checks_a_batch_of_cases() -> None:
+    rule = RULES["broadcasting.grad.sum-to-input-shape"]
+    gate = settings.get_profile("conformance-gate")
+    outcome = runner.check(ReferenceAdapter(), rule, "float64", "cpu", overrides=gate)
+    assert outcome.failure is None
+    assert outcome.examples == len(rule.examples) + gate.max_examples * strategies.CASES_PER_EXAMPLE

@@ -29,6 +29,9 @@ engine_args() {
         mlx) echo "--check-timeout=30" ;;
     esac
 }
+# JAX's persistent compilation cache, every executable kept (docs/engines.md); other engines ignore these variables.
+export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-$HOME/.cache/jax}"
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0
 bench=()
 for name in "${BACKENDS[@]}"; do
     [ -n "$(engine_args "$name")" ] && bench+=(--engine-args "$name=$(engine_args "$name")")

@@ -44,7 +44,8 @@ PROFILES = {
     "thorough": {"max_examples": 128, "database": DirectoryBasedExampleDatabase(".hypothesis/conformance")},
 }
 """gate: the CI verdict, derandomized and with no database, so it depends only on the suite,
-spec and backend versions. dev: random seeds, failures remembered. thorough: exploration."""
+spec and backend versions. dev: random seeds, failures remembered. thorough: exploration.
+``max_examples`` counts Hypothesis examples, each a batch of ``CASES_PER_EXAMPLE`` (4) cases: 32, 64, 512."""
 for _name, _values in PROFILES.items():
     settings.register_profile(f"conformance-{_name}", **_COMMON, **_values)
 

@@ -150,7 +150,8 @@ def check(
 ) -> Outcome:
     """Run ``rule`` in ``dtype`` through Hypothesis; the outcome holds the shrunk failure, if any.
 
-    ``seed`` None is the gate's seed, fixed per rule; ``overrides`` replaces the loaded profile.
+    ``seed`` None is the gate's seed, fixed per rule (and derandomized shape pools: ``Given.seed``);
+    ``overrides`` replaces the loaded profile.
     ``shrink`` False keeps the first failing case as it was drawn: for a check listed as an expected
     failure, whose deviation is known, shrinking is most of a slow engine's time and tells nothing new.
     ``shape_pool`` draws the shapes from that many shape sets fixed per rule (``Given.shape_pool``);
@@ -162,7 +163,7 @@ def check(
         return outcome
     tolerances = dict(rule.tolerances)
     where = InFlight(inflight)
-    run_seed, seed = seed, seed if seed is not None else rule_seed(rule, dtype)
+    drawn_with = seed if seed is not None else rule_seed(rule, dtype)
     if isinstance(template, ModelTemplate):
 
         def progress(script: str | None) -> None:
@@ -171,16 +172,16 @@ def check(
             else:
                 where.write(rule, dtype, f"{script.count(chr(10))} steps", script)
 
-        test = template.test(adapter, rule, dtype, device, seed, overrides, progress)
+        test = template.test(adapter, rule, dtype, device, drawn_with, overrides, progress)
     else:
         has = frozenset(name for name in OPS if hasattr(adapter.ops, name))
-        drawing = replace(rule, given=replace(rule.given, shape_pool=shape_pool, seed=run_seed, ops=has, known=known))
+        drawing = replace(rule, given=replace(rule.given, shape_pool=shape_pool, seed=seed, ops=has, known=known))
         test = _property(adapter, drawing, dtype, device, template, outcome, where, tolerances)
         if not shrink:
             overrides = settings(overrides, phases=[p for p in Phase if p not in (Phase.shrink, Phase.explain)])
         if overrides is not None:
             test = overrides(test)
-        test = hypothesis.seed(seed)(test)
+        test = hypothesis.seed(drawn_with)(test)
     try:
         test()
     except CheckFailure as failure:

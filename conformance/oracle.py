@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -339,12 +339,17 @@ def vjp(program: str, cotangent: Array | None = None, **inputs: Array) -> dict[s
         return _reverse(*evaluate(program, inputs), cotangent)
 
 
-def vjps(program: str, cotangents: Iterable[Array], **inputs: Array) -> list[dict[str, Array]]:
-    """``vjp`` for each of ``cotangents``, from one evaluation of the program: its tape walked once per
-    cotangent (the rows of a Jacobian, for forward-mode and second-order references)."""
+def jacobian_product(program: str, direction: Mapping[str, Array], **inputs: Array) -> Array:
+    """``J @ direction`` in float64, exactly: row ``k`` of the Jacobian is the VJP of the unit cotangent ``e_k``, so
+    ``(J d)_k = sum_i <VJP_i(e_k), d_i>`` over the inputs named in ``direction`` (the others held constant). One
+    evaluation of the program, its tape walked once per output element; an output with no elements gives zeros."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        out, nodes = evaluate(program, inputs)
-        return [_reverse(out, nodes, cotangent) for cotangent in cotangents]
+        result, nodes = evaluate(program, inputs)
+        out = np.asarray(_unwrap(result))
+        units = np.eye(out.size).reshape(out.size, *out.shape)
+        rows = [_reverse(result, nodes, unit) for unit in units]
+    flat = [sum(float(np.sum(row[n] * np.asarray(d, dtype=np.float64))) for n, d in direction.items()) for row in rows]
+    return np.reshape(flat, out.shape)
 
 
 def _reverse(out: Any, nodes: dict[str, Node], cotangent: Array | None) -> dict[str, Array]:
@@ -370,23 +375,16 @@ def _reverse(out: Any, nodes: dict[str, Node], cotangent: Array | None) -> dict[
 
 
 def jvp(program: str, tangents: Mapping[str, Array], **inputs: Array) -> Array:
-    """``J @ tangents`` in float64: the forward-mode reference, built from the oracle's own VJP table.
+    """``J @ tangents`` in float64: the forward-mode reference, built from the oracle's own VJP table
+    (``jacobian_product``).
 
-    Exact, not finite differences: the VJP is linear in its cotangent, so row ``k`` of the Jacobian is
-    the VJP of the unit cotangent ``e_k``, and ``(J v)_k = sum_i <VJP_i(e_k), v_i>`` over the inputs
-    named in ``tangents`` (the others are held constant). One oracle VJP per output element, so the
-    same conventions (kinks, ties) as the reverse rules. Where the output is NaN the tangent is NaN,
-    meaning "not defined here": an empty mean is 0/0, forward mode (torch's) applies the same 0/0 to the
-    tangents, and the rows (there are none) give 0; the ops.*.jvp rules check only dtype and shape
-    there. ``tangents`` maps input names to arrays of their shapes.
+    Exact, not finite differences, with the same conventions (kinks, ties) as the reverse rules. Where the
+    output is NaN the tangent is NaN, meaning "not defined here": an empty mean is 0/0, forward mode (torch's)
+    applies the same 0/0 to the tangents, and the rows (there are none) give 0; the ops.*.jvp rules check only
+    dtype and shape there. ``tangents`` maps input names to arrays of their shapes.
     """
     out = value(program, **inputs)
-    units = np.eye(out.size).reshape(out.size, *out.shape)
-    flat = [
-        sum(float(np.sum(rows[n] * np.asarray(t, dtype=np.float64))) for n, t in tangents.items())
-        for rows in vjps(program, units, **inputs)
-    ]
-    return np.where(np.isnan(out), np.nan, np.reshape(flat, out.shape))
+    return np.where(np.isnan(out), np.nan, jacobian_product(program, tangents, **inputs))
 
 
 def fd_vjp(

@@ -180,8 +180,8 @@ def _pin(g: Given, drawn: list[Shape]) -> tuple[list[Shape], Shape]:
 
 VALUE_KINDS = ("fill", "uniform", "grid")
 """How a case's values are made from its drawn seed, in the order shrinking prefers: ``fill``, the same
-distinct values every time (``fill``); ``uniform``, random over the domain; ``grid``, random multiples of 1/4
-in the domain, so zeros, ties and equal arrays occur."""
+distinct values every time (the ``fill`` function's); ``uniform``, random over the domain; ``grid``, random
+multiples of 1/4 in the domain, so zeros, ties and equal arrays occur."""
 TINY = 2.0**-10
 """Uniform values closer to zero than this are zero: no dtype's rounding makes them subnormal."""
 _SEEDS = st.integers(0, 2**32 - 1)

@@ -18,7 +18,6 @@ import abc
 import ast
 import dataclasses
 import functools
-import math
 import textwrap
 from collections.abc import Iterable
 from pathlib import Path
@@ -276,18 +275,11 @@ class SecondOrder(Gradient):
 
     def expected(self, rule: Rule, case: Case) -> dict[str, np.ndarray]:
         """In ``x``: central differences of the oracle's VJP along ``w`` (the Hessian-vector product).
-        In ``u``: ``<vjp(x; u), w>`` is linear in ``u``, so its gradient is its value at each unit ``u``."""
+        In ``u``: ``<vjp(x; u), w>`` is linear in ``u``, so its gradient is ``J w`` (its value at each unit ``u``)."""
         program, weights, inputs = rule.args["program"], rule.args["weights"], _oracle_inputs(case)
         direction = {n: inputs[w] for n, w in weights.items()}
         hvp = oracle.along(lambda **kw: oracle.vjp(program, case.upstream, **kw), inputs, direction)
-
-        shape = np.shape(case.upstream)
-        units = np.eye(math.prod(shape)).reshape(math.prod(shape), *shape)
-        paired = [
-            sum(float(np.sum(grads[n] * d)) for n, d in direction.items())
-            for grads in oracle.vjps(program, units, **inputs)
-        ]
-        return {**{n: hvp[n] for n in weights}, "upstream": np.reshape(paired, shape)}
+        return {**{n: hvp[n] for n in weights}, "upstream": oracle.jacobian_product(program, direction, **inputs)}
 
     def script(self, rule: Rule, case: Case) -> Script:
         program, weights = rule.args["program"], rule.args["weights"]

@@ -71,6 +71,7 @@ def test_values_of_every_kind_stay_in_their_domain_and_dtype(kind: str, domain: 
 def test_a_run_with_a_seed_draws_its_own_pool_the_same_each_time() -> None:
     seeded = dataclasses.replace(BROADCAST, seed=12345)
     first = strategies.shape_pool(seeded, 8)
+    assert first != strategies.shape_pool(BROADCAST, 8), "the seed draws the pool, not the derandomized draw"
     strategies._POOLS.clear()
     assert strategies.shape_pool(seeded, 8) == first
     for inputs, result in first:

@@ -195,11 +195,10 @@ class Collector:
     def _check_runnable(self, path: Path, expectations: tuple[Expectation, ...]) -> None:
         """An expected failure the engine cannot even run (it lacks a capability, an op, the device) is
         stale: it claims a deviation no run can show, and would hide the rule once the engine grows it."""
-        by_id = {r.id: r for r in [*specs.load(), *self.run.rules]}
+        rules = {r.id: r for r in [*specs.load(), *self.run.rules]}.values()
         for entry in expectations:
-            rule = by_id[entry.rule]
-            dtypes = [entry.dtype] if entry.dtype else rule.dtypes
-            lacks = [runner.missing(self.run.adapter, rule, d, self.run.device) for d in dtypes]
+            covered = [(r, d) for r in rules for d in r.dtypes if entry.covers(r.id, d, entry.status)]
+            lacks = [runner.missing(self.run.adapter, r, d, self.run.device) for r, d in covered]
             if all(lacks):
                 raise GateError(
                     f"{path}: rule {entry.rule!r}: {self.run.adapter.name} cannot run it on {self.run.device} (it lacks"
@@ -261,7 +260,7 @@ class Collector:
                 self.run.repro_dir, self.run.adapter, rule, failure, self.run.device, outcome.replay
             )
             facts["failure"] = failure_record(failure, outcome)
-        expected = self.gate.expected(rule.id, dtype)
+        expected = self.gate.expected(rule.id, dtype, status)
         if expected is not None:  # a known hang or crash is a known gap like any other failure
             facts["expected"] = expected.as_dict()
             status = "expected_failure"

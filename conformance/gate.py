@@ -15,8 +15,17 @@ The property checks (the stateful model, the random programs) are rules like any
 
 An entry naming no rule or check (or a dtype the rule does not run in) is an error: a stale file must
 not hide anything. A listed check that crashes or times out is an expected failure too (a known hang is a
-known gap; its failure kind says which). An expected failure that passes is reported ``unexpectedly_passed``; it breaks the
-gate under ``--strict-expected``, so the file is kept honest.
+known gap; its failure kind says which). An expected failure that passes is reported ``unexpectedly_passed``;
+it breaks the gate under ``--strict-expected``, so the file is kept honest.
+
+An engine fault that strikes by chance, such as a hang that depends on what its worker process ran before,
+moves from rule to rule between runs; its entry names the one status it excuses and the rules it may strike
+as a pattern (``fnmatch``), and excuses nothing else. A check it matches that passes is simply passed::
+
+    [[expected]]
+    rule = "ops.*"
+    status = "timeout"                # or "crashed"
+    reason = "sum over a size-0 array sometimes spins"
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +46,9 @@ ALWAYS_BREAKING = frozenset({"error", "not_run"})
 internal error) or never ran (an interrupted run), so the run says nothing about that rule."""
 JUDGED = frozenset({"passed", "failed", "expected_failure", "unexpectedly_passed", "crashed", "timeout", "error"})
 """Statuses of a check that was run against the engine: a run with none of them checked nothing."""
-_ENTRY_KEYS = {"rule", "dtype", "reason", "link"}
+_ENTRY_KEYS = {"rule", "dtype", "reason", "link", "status"}
+CHANCE = ("timeout", "crashed")
+"""The statuses an entry may excuse alone (``status``): faults of the worker process, which can strike by chance."""
 
 
 class GateError(ValueError):
@@ -48,9 +60,20 @@ class Expectation:
     """One entry of an expected-failures file."""
 
     rule: str
+    """A rule id; with ``status``, a pattern of rule ids."""
     dtype: str | None
     reason: str
     link: str | None = None
+    status: str | None = None
+    """None: the rule fails. One of ``CHANCE``: only that status of a matching check is excused."""
+
+    def covers(self, rule_id: str, dtype: str, status: str | None = None) -> bool:
+        """Whether the entry excuses ``rule_id`` in ``dtype`` ending with ``status`` (None: any failure)."""
+        if self.dtype not in (dtype, None):
+            return False
+        if self.status is None:
+            return self.rule == rule_id
+        return self.status == status and fnmatchcase(rule_id, self.rule)
 
     def as_dict(self) -> dict[str, Any]:
         return {"reason": self.reason, "link": self.link}
@@ -78,17 +101,23 @@ def load_expectations(path: Path, rules: Iterable[specs.Rule]) -> list[Expectati
         where = f"{path}: [[expected]] #{i + 1}"
         if not isinstance(raw, dict) or set(raw) - _ENTRY_KEYS:
             raise GateError(f"{where}: a table with keys from {sorted(_ENTRY_KEYS)}")
-        rule, dtype, reason, link = (raw.get(k) for k in ("rule", "dtype", "reason", "link"))
-        if rule not in by_id:
+        rule, dtype, reason, link, status = (raw.get(k) for k in ("rule", "dtype", "reason", "link", "status"))
+        if status is not None and status not in CHANCE:
+            raise GateError(f"{where}: 'status' must be one of {list(CHANCE)} (absent: the rule fails)")
+        matched = [by_id[r] for r in by_id if status is not None and isinstance(rule, str) and fnmatchcase(r, rule)]
+        if status is None and rule not in by_id:
             raise GateError(f"{where}: rule {rule!r} matches no rule of the suite (stale entry?)")
-        elif dtype is not None and dtype not in by_id[rule].dtypes:
-            raise GateError(f"{where}: rule {rule!r} does not run in dtype {dtype!r} (it runs in {by_id[rule].dtypes})")
+        elif status is not None and not matched:
+            raise GateError(f"{where}: rule pattern {rule!r} matches no rule of the suite (stale entry?)")
+        elif dtype is not None and not any(dtype in r.dtypes for r in matched or [by_id[rule]]):
+            runs = sorted({d for r in matched or [by_id[rule]] for d in r.dtypes})
+            raise GateError(f"{where}: rule {rule!r} does not run in dtype {dtype!r} (it runs in {runs})")
         if not isinstance(reason, str) or not reason.strip() or "\n" in reason.strip():
             raise GateError(f"{where}: 'reason' must be one line saying why the engine fails {rule!r}")
         if link is not None and not isinstance(link, str):
             raise GateError(f"{where}: 'link' must be a string")
-        entry = Expectation(rule, dtype, reason.strip(), link)
-        if any((e.rule, e.dtype) == (entry.rule, entry.dtype) for e in entries):
+        entry = Expectation(rule, dtype, reason.strip(), link, status)
+        if any((e.rule, e.dtype, e.status) == (entry.rule, entry.dtype, entry.status) for e in entries):
             raise GateError(f"{where}: duplicate entry for {rule!r}" + (f" in {dtype}" if dtype else ""))
         entries.append(entry)
     return entries
@@ -102,14 +131,15 @@ class Gate:
     expectations: tuple[Expectation, ...] = ()
     strict_expected: bool = False
 
-    def expected(self, rule_id: str, dtype: str) -> Expectation | None:
-        """The entry covering (rule, dtype); a dtype-specific entry wins over a rule-wide one."""
-        matches = [e for e in self.covering(dtype) if e.rule == rule_id]
-        return min(matches, key=lambda e: e.dtype is None, default=None)
+    def expected(self, rule_id: str, dtype: str, status: str | None = None) -> Expectation | None:
+        """The entry excusing (rule, dtype) ending with ``status`` (None: any failure, as known before the check
+        runs); an entry for the rule wins over a pattern, a dtype-specific one over a rule-wide one."""
+        matches = [e for e in self.expectations if e.covers(rule_id, dtype, status)]
+        return min(matches, key=lambda e: (e.status is not None, e.dtype is None), default=None)
 
-    def covering(self, dtype: str) -> list[Expectation]:
-        """The entries that cover ``dtype``: those for it and the rule-wide ones."""
-        return [e for e in self.expectations if e.dtype in (dtype, None)]
+    def failing(self, dtype: str) -> frozenset[str]:
+        """The rules listed as failing in ``dtype`` (not those listed for a status that strikes by chance)."""
+        return frozenset(e.rule for e in self.expectations if e.status is None and e.dtype in (dtype, None))
 
     def breaks(self, result: Mapping[str, Any]) -> bool:
         """Whether one result (a record of the results file) breaks the gate."""
@@ -135,7 +165,9 @@ class Gate:
         return {
             "levels": list(self.levels),
             "strict_expected": self.strict_expected,
-            "expected_failures": [{"rule": e.rule, "dtype": e.dtype, **e.as_dict()} for e in self.expectations],
+            "expected_failures": [
+                {"rule": e.rule, "dtype": e.dtype, "status": e.status, **e.as_dict()} for e in self.expectations
+            ],
             "holds": not broken_by,
             "broken_by": broken_by,
         }

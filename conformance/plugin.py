@@ -105,7 +105,7 @@ class Run:
             inflight,
             shrink=not listed,
             shape_pool=self.shape_pool,
-            known=frozenset(e.rule for e in self.gate.covering(dtype)),
+            known=self.gate.failing(dtype),
         )
         if stash is not None:
             stash[OUTCOME] = outcome

@@ -37,6 +37,10 @@ def _entry(rule: str, reason: str = "known gap", extra: str = "") -> str:
         ('rule = "x"\n', "expected only \\[\\[expected\\]\\] tables"),
         ("[[expected]\n", "Expected"),
         ('[[expected]]\ncheck = "test_model"\nreason = "r"\n', "a table with keys from"),
+        (_entry(BROKEN_RULE, extra='status = "failed"'), "'status' must be one of \\['timeout', 'crashed'\\]"),
+        (_entry("broadcasting.*"), "matches no rule of the suite"),
+        (_entry("nowhere.*", extra='status = "timeout"'), "rule pattern 'nowhere.\\*' matches no rule"),
+        (_entry("broadcasting.*", extra='status = "timeout"\ndtype = "bfloat16"'), "does not run in dtype"),
     ],
 )
 def test_invalid_expected_failures_files(tmp_path: Path, body: str, message: str) -> None:
@@ -57,9 +61,25 @@ def test_expectations_and_levels() -> None:
     assert gate.expected(BROKEN_RULE, "float32") is one_dtype
     assert gate.expected(BROKEN_RULE, "float64") is rule_wide
     assert gate.expected(PASSING_RULE, "float64") is None
+    assert gate.failing("float64") == {BROKEN_RULE}
     assert parse_levels("required, extension,required") == ("required", "extension")
     with pytest.raises(GateError, match="unknown levels"):
         parse_levels("required,mandatory")
+
+
+def test_a_fault_that_strikes_by_chance_is_excused_for_its_status_alone() -> None:
+    """A pattern entry with a status excuses only that status, on the rules it matches: a value failure of
+    the same rule still breaks the gate, and a pass is no news (no xfail mark, not a failing rule)."""
+    hang = Expectation("broadcasting.*", None, "spins by chance", status="timeout")
+    rule_entry = Expectation(BROKEN_RULE, None, "fails")
+    gate = Gate(("required",), (hang,))
+    assert gate.expected(BROKEN_RULE, "float64", "timeout") is hang
+    assert gate.expected(BROKEN_RULE, "float64", "crashed") is None
+    assert gate.expected(BROKEN_RULE, "float64") is None, "an ordinary failure is not excused"
+    assert gate.expected("properties.model.stateful", "float64", "timeout") is None, "outside the pattern"
+    assert gate.failing("float64") == frozenset()
+    both = Gate(("required",), (hang, rule_entry))
+    assert both.expected(BROKEN_RULE, "float64", "timeout") is rule_entry, "the rule's own entry wins"
 
 
 @pytest.mark.parametrize(

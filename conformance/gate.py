@@ -104,13 +104,15 @@ def load_expectations(path: Path, rules: Iterable[specs.Rule]) -> list[Expectati
         rule, dtype, reason, link, status = (raw.get(k) for k in ("rule", "dtype", "reason", "link", "status"))
         if status is not None and status not in CHANCE:
             raise GateError(f"{where}: 'status' must be one of {list(CHANCE)} (absent: the rule fails)")
-        matched = [by_id[r] for r in by_id if status is not None and isinstance(rule, str) and fnmatchcase(r, rule)]
-        if status is None and rule not in by_id:
-            raise GateError(f"{where}: rule {rule!r} matches no rule of the suite (stale entry?)")
-        elif status is not None and not matched:
-            raise GateError(f"{where}: rule pattern {rule!r} matches no rule of the suite (stale entry?)")
-        elif dtype is not None and not any(dtype in r.dtypes for r in matched or [by_id[rule]]):
-            runs = sorted({d for r in matched or [by_id[rule]] for d in r.dtypes})
+        if status is None:
+            targets = [by_id[rule]] if isinstance(rule, str) and rule in by_id else []
+        else:
+            targets = [r for i, r in by_id.items() if isinstance(rule, str) and fnmatchcase(i, rule)]
+        if not targets:
+            what = "rule" if status is None else "rule pattern"
+            raise GateError(f"{where}: {what} {rule!r} matches no rule of the suite (stale entry?)")
+        runs = sorted({d for r in targets for d in r.dtypes})
+        if dtype is not None and dtype not in runs:
             raise GateError(f"{where}: rule {rule!r} does not run in dtype {dtype!r} (it runs in {runs})")
         if not isinstance(reason, str) or not reason.strip() or "\n" in reason.strip():
             raise GateError(f"{where}: 'reason' must be one line saying why the engine fails {rule!r}")

@@ -68,8 +68,8 @@ def test_expectations_and_levels() -> None:
 
 
 def test_a_fault_that_strikes_by_chance_is_excused_for_its_status_alone() -> None:
-    """A pattern entry with a status excuses only that status, on the rules it matches: a value failure of
-    the same rule still breaks the gate, and a pass is no news (no xfail mark, not a failing rule)."""
+    """A pattern entry with a status excuses only that status, on the rules it matches: any other failure of
+    those rules is not excused, and it lists no rule as failing (``failing``, which the programs leave out)."""
     hang = Expectation("broadcasting.*", None, "spins by chance", status="timeout")
     rule_entry = Expectation(BROKEN_RULE, None, "fails")
     gate = Gate(("required",), (hang,))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterable
-from functools import cache
+from functools import cache, lru_cache
 from types import CodeType
 
 # fmt: off
@@ -77,7 +77,8 @@ def check_script(source: str, known: Iterable[str]) -> None:
     _check(tree, known)
 
 
+@lru_cache(maxsize=4096)
 def called_names(program: str) -> frozenset[str]:
-    """The names a program calls: its ops."""
+    """The names a program calls: its ops (asked per case, so parsed once per program)."""
     tree = ast.parse(program.strip(), mode="eval")
     return frozenset(n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name))

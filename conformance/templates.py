@@ -187,6 +187,12 @@ class Gradient(Template):
         return Script(constants, text)
 
 
+@functools.lru_cache(maxsize=1024)
+def _body(steps: str) -> str:
+    """A scenario's steps as a script body: dedented once per rule, not per case."""
+    return textwrap.dedent(steps).strip() + "\n"
+
+
 @functools.lru_cache(maxsize=8192)
 def _output_shape(program: str, shapes: tuple[tuple[str, tuple[int, ...]], ...], result: tuple[int, ...]) -> tuple:
     """The shape of ``program``'s output on inputs of ``shapes``: no catalog op's output shape depends on values,
@@ -243,7 +249,7 @@ class Scenario(Template):
         constants = _inputs(case)
         for name, expr in rule.args.get("oracle", {}).items():
             scope[name] = constants[name] = eval(language.compile_expression(expr), scope)
-        return Script(constants, textwrap.dedent(rule.args["steps"]).strip() + "\n")
+        return Script(constants, _body(rule.args["steps"]))
 
 
 class SecondOrder(Gradient):

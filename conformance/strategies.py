@@ -86,17 +86,7 @@ def _incompatible(draw: st.DrawFn, g: Given) -> tuple[list[Shape], Shape]:
 
 
 def shapes(g: Given) -> st.SearchStrategy[tuple[list[Shape], Shape]]:
-    """The input shapes for ``g.names`` and the broadcast result shape, each within ``g.max_size`` elements."""
-    return _shapes(g).filter(functools.partial(_fits, g))
-
-
-def _fits(g: Given, shape_set: tuple[list[Shape], Shape]) -> bool:
-    """Whether no shape of ``shape_set`` exceeds ``g.max_size`` elements (incompatible shapes are not capped)."""
-    return g.shapes == "incompatible" or _size_ok([*shape_set[0], shape_set[1]], g.max_size)
-
-
-def _shapes(g: Given) -> st.SearchStrategy[tuple[list[Shape], Shape]]:
-    """``shapes`` before the size cap."""
+    """The input shapes for ``g.names`` and the broadcast result shape."""
     n = len(g.names)
     dims = {"min_dims": g.min_dims, "max_dims": g.max_dims, "min_side": g.min_side, "max_side": g.max_side}
     if g.shapes in ("same", "scalar"):
@@ -108,7 +98,7 @@ def _shapes(g: Given) -> st.SearchStrategy[tuple[list[Shape], Shape]]:
         fixed = [g.fixed[name] for name in g.names]
         strategy = st.just((fixed, _result(fixed)))
     elif g.shapes == "incompatible":
-        strategy = _incompatible(g)
+        return _incompatible(g)
     elif g.shapes == "matmul":
         sig = "(m?,n),(n,p?)->(m?,p?)"
         strategy = hnp.mutually_broadcastable_shapes(signature=sig, **dims).map(
@@ -121,17 +111,15 @@ def _shapes(g: Given) -> st.SearchStrategy[tuple[list[Shape], Shape]]:
         )
         if g.shapes == "reducible":
             strategy = strategy.map(lambda sr: ([sr[1], *sr[0][1:]], sr[1]))
-    if g.fixed and g.shapes not in ("fixed", "incompatible"):
+    if g.fixed and g.shapes != "fixed":
         strategy = strategy.map(lambda sr: _pin(g, sr[0]))
-    return strategy
+    return strategy.filter(lambda sr: _size_ok([*sr[0], sr[1]], g.max_size))
 
 
 POOL_SIZE = 32
 """Shape sets a rule draws from by default: more than a gate run's examples, each met with fresh values."""
-_POOL_DRAWS = 32
-"""Shape sets one Hypothesis example draws for a pool: a list, so the engine's cost per example is paid once for all."""
-_POOL_EXAMPLES = 3
-"""Examples a pool is drawn from: Hypothesis's first is its simplest (one shape set, repeated), the others random."""
+_POOL_DRAWS = 64
+"""Draws from a rule's shape strategy that a shape pool picks from."""
 _POOLS: dict[tuple[Any, ...], list[tuple[list[Shape], Shape]]] = {}
 
 
@@ -139,9 +127,7 @@ def shape_pool(g: Given, k: int) -> list[tuple[list[Shape], Shape]]:
     """At most ``k`` of the shape sets ``shapes(g)`` draws: the simplest, one with a size-0 dim, the largest, then
     as drawn; simplest first, so shrinking a case's pick moves to simpler shapes. Drawing a case's shapes is then one
     choice, and an engine that compiles per shape (``--shape-pool``, a small ``k``) compiles a few. Rules with the
-    same shape parameters share a pool, drawn with the run's seed (``Given.seed``), or derandomized without one.
-    A few examples of a list of shape sets cost a tenth of one example per shape set (the size cap is applied to the
-    drawn list, as a filter inside it would reject a whole list for one oversized set)."""
+    same shape parameters share a pool, drawn with the run's seed (``Given.seed``), or derandomized without one."""
     if k < 1:
         raise ValueError(f"a shape pool needs at least one shape set, got {k}")
     names: Any = g.names if g.fixed else len(g.names)
@@ -150,18 +136,17 @@ def shape_pool(g: Given, k: int) -> list[tuple[list[Shape], Shape]]:
         drawn: list[tuple[list[Shape], Shape]] = []
 
         @settings(
-            max_examples=_POOL_EXAMPLES,
+            max_examples=_POOL_DRAWS,
             derandomize=g.seed is None,
             database=None,
             phases=[Phase.generate],
             suppress_health_check=list(HealthCheck),
             deadline=None,
         )
-        @given(st.lists(_shapes(g), min_size=_POOL_DRAWS, max_size=_POOL_DRAWS))
-        def collect(shape_sets: list[tuple[list[Shape], Shape]]) -> None:
-            for shape_set in shape_sets:
-                if _fits(g, shape_set) and shape_set not in drawn:
-                    drawn.append(shape_set)
+        @given(shapes(g))
+        def collect(shape_set: tuple[list[Shape], Shape]) -> None:
+            if shape_set not in drawn:
+                drawn.append(shape_set)
 
         if g.seed is not None:
             collect = seed(g.seed)(collect)

@@ -159,10 +159,20 @@ def run(
     print(table(runs) + slowest(runs))
     doc = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            # set: every process re-rewrites the plugins' assertions (README, "How fast it is")
+            "dont_write_bytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE")),
+        },
         "pytest_args": list(extra),
         "runs": [asdict(f) for f in runs],
     }
+    if doc["machine"]["dont_write_bytecode"]:
+        print(
+            "PYTHONDONTWRITEBYTECODE is set: each process rewrote the plugins' assertions anew (--assert=plain saves it)"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {out}")

@@ -28,7 +28,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 import conformance
 from conformance import adapter as protocol
-from conformance import backends, failures, repro, runner, specs, templates
+from conformance import backends, failures, repro, runner, specs, strategies, templates
 from conformance.gate import Gate
 
 _COMMON = {
@@ -298,6 +298,8 @@ def _configure_run(config: pytest.Config, name: str) -> Run:
     elif profile != "gate":
         worker = getattr(config, "workerinput", {})
         seed = worker.get("conformance_seed", random.randrange(2**32))
+    # next to Hypothesis's own folder, where a run is started: drawn by the first run on this machine, read after
+    strategies.keep_pools(Path(config.invocation_params.dir, ".hypothesis", "conformance-pools"))
     args = f"conformance --backend={name} --device={device} --conformance-profile={profile}"
     if seed is not None:
         args += f" --hypothesis-seed={seed}"

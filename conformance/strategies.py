@@ -12,13 +12,19 @@ where drawing every element cost it dozens; Hypothesis still shrinks it, to simp
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, assume, given, seed, settings
+from hypothesis import __version__ as hypothesis_version
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -121,6 +127,52 @@ POOL_SIZE = 32
 _POOL_DRAWS = 64
 """Draws from a rule's shape strategy that a shape pool picks from."""
 _POOLS: dict[tuple[Any, ...], list[tuple[list[Shape], Shape]]] = {}
+_KEPT_IN: Path | None = None
+"""The folder where derandomized pools are kept between processes (``keep_pools``); None: nowhere."""
+
+
+def keep_pools(folder: Path | None) -> None:
+    """Keep the derandomized shape pools in ``folder``, so a process reads what an earlier one drew: a pool takes
+    64 Hypothesis examples to draw (seconds per process for a whole run) and depends only on its parameters, this
+    module's code and the versions of Hypothesis and Python, which name its file. None: draw them in every process."""
+    global _KEPT_IN
+    _KEPT_IN = folder
+
+
+@functools.cache
+def _made_by() -> str:
+    """What a derandomized pool depends on besides its parameters."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest() + hypothesis_version + repr(sys.version_info[:2])
+
+
+def _kept_path(key: tuple[Any, ...]) -> Path | None:
+    if _KEPT_IN is None:
+        return None
+    return _KEPT_IN / f"{hashlib.sha256((repr(key) + _made_by()).encode()).hexdigest()[:32]}.json"
+
+
+def _read_pool(path: Path | None) -> list[tuple[list[Shape], Shape]] | None:
+    """The pool kept at ``path``; None when there is none, or it cannot be read (it is then drawn again)."""
+    if path is None:
+        return None
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        return [([tuple(s) for s in inputs], tuple(result)) for inputs, result in kept]
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _write_pool(path: Path | None, pool: list[tuple[list[Shape], Shape]]) -> None:
+    """Written whole or not at all (a rename), so workers drawing the same pool at once cannot tear it."""
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
+        draft.write_text(json.dumps(pool), encoding="utf-8")
+        os.replace(draft, path)
+    except OSError:  # a read-only folder: the pools are drawn in every process, as without one
+        pass
 
 
 def shape_pool(g: Given, k: int) -> list[tuple[list[Shape], Shape]]:
@@ -132,6 +184,10 @@ def shape_pool(g: Given, k: int) -> list[tuple[list[Shape], Shape]]:
         raise ValueError(f"a shape pool needs at least one shape set, got {k}")
     names: Any = g.names if g.fixed else len(g.names)
     key = (names, g.shapes, g.min_dims, g.max_dims, g.min_side, g.max_side, g.max_size, tuple(g.fixed.items()))
+    kept = _kept_path((*key, k)) if g.seed is None and (*key, k, g.seed) not in _POOLS else None
+    pool = _read_pool(kept)
+    if pool is not None:
+        _POOLS[(*key, k, g.seed)] = pool
     if (*key, k, g.seed) not in _POOLS:
         drawn: list[tuple[list[Shape], Shape]] = []
 
@@ -155,6 +211,7 @@ def shape_pool(g: Given, k: int) -> list[tuple[list[Shape], Shape]]:
         picks = [min(drawn, key=_complexity), *empty[:1], max(drawn, key=_complexity), *drawn]
         unique = [p for i, p in enumerate(picks) if p not in picks[:i]][:k]
         _POOLS[(*key, k, g.seed)] = sorted(unique, key=_complexity)
+        _write_pool(kept, _POOLS[(*key, k, g.seed)])
     return _POOLS[(*key, k, g.seed)]
 
 

@@ -4,6 +4,7 @@ batches of cases per Hypothesis example."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,37 @@ def test_a_shape_pool_is_fixed_per_rule_and_keeps_the_edge_cases() -> None:
         strategies.shape_pool(BROADCAST, 0)
 
 
+@pytest.fixture
+def kept(tmp_path: Path) -> Iterator[Path]:
+    """Pools kept in a fresh folder, and drawn anew in this process."""
+    strategies._POOLS.clear()
+    strategies.keep_pools(tmp_path)
+    yield tmp_path
+    strategies.keep_pools(None)
+    strategies._POOLS.clear()
+
+
+def test_a_kept_pool_is_what_drawing_gives_and_is_read_back(kept: Path) -> None:
+    drawn = strategies.shape_pool(BROADCAST, 4)
+    assert drawn == POOL_4, "keeping a pool does not change it"
+    (file,) = kept.glob("*.json")
+    other = [([(2,), (2,)], (2,))]
+    file.write_text("[[[[2], [2]], [2]]]")
+    strategies._POOLS.clear()
+    assert strategies.shape_pool(BROADCAST, 4) == other, "a later process reads the kept pool instead of drawing it"
+    file.write_text("[[[2], [")
+    strategies._POOLS.clear()
+    assert strategies.shape_pool(BROADCAST, 4) == drawn, "a pool that cannot be read is drawn again"
+    assert strategies.shape_pool(BROADCAST, 4) == strategies._read_pool(file)
+
+
+def test_a_seeded_pool_is_not_kept(kept: Path) -> None:
+    strategies.shape_pool(dataclasses.replace(BROADCAST, seed=12345), 4)
+    assert not list(kept.iterdir())
+
+
 POOL = strategies.shape_pool(BROADCAST, 3)
+POOL_4 = strategies.shape_pool(BROADCAST, 4)
 
 
 @settings(max_examples=30, deadline=None)

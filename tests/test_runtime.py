@@ -22,3 +22,10 @@ def test_close_is_allclose_with_equal_nan(got: np.ndarray, data: st.DataObject, 
     rtol, atol = tolerance
     assert _close(got, expected, rtol, atol) == np.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True)
     assert _close(got, got, rtol, atol)
+
+
+def test_close_does_not_pass_a_finite_value_for_an_infinite_expectation() -> None:
+    """The fast path's bound ``atol + rtol * |inf|`` is infinite: a finite value must not pass under it."""
+    assert not _close(np.array([0.0]), np.array([np.inf]), 1e-7, 1e-10)
+    assert not _close(np.array([1.0, 0.0]), np.array([1.0, -np.inf]), 1e-3, 1e-4)
+    assert _close(np.array([np.inf]), np.array([np.inf]), 1e-7, 1e-10)

@@ -67,13 +67,13 @@ class Expectation:
     status: str | None = None
     """None: the rule fails. One of ``CHANCE``: only that status of a matching check is excused."""
 
+    def names(self, rule_id: str) -> bool:
+        """Whether the entry is about ``rule_id``: its id, or (with ``status``) a rule its pattern matches."""
+        return self.rule == rule_id if self.status is None else fnmatchcase(rule_id, self.rule)
+
     def covers(self, rule_id: str, dtype: str, status: str | None = None) -> bool:
         """Whether the entry excuses ``rule_id`` in ``dtype`` ending with ``status`` (None: any failure)."""
-        if self.dtype not in (dtype, None):
-            return False
-        if self.status is None:
-            return self.rule == rule_id
-        return self.status == status and fnmatchcase(rule_id, self.rule)
+        return self.dtype in (dtype, None) and self.status in (None, status) and self.names(rule_id)
 
     def as_dict(self) -> dict[str, Any]:
         return {"reason": self.reason, "link": self.link}
@@ -104,10 +104,8 @@ def load_expectations(path: Path, rules: Iterable[specs.Rule]) -> list[Expectati
         rule, dtype, reason, link, status = (raw.get(k) for k in ("rule", "dtype", "reason", "link", "status"))
         if status is not None and status not in CHANCE:
             raise GateError(f"{where}: 'status' must be one of {list(CHANCE)} (absent: the rule fails)")
-        if status is None:
-            targets = [by_id[rule]] if isinstance(rule, str) and rule in by_id else []
-        else:
-            targets = [r for i, r in by_id.items() if isinstance(rule, str) and fnmatchcase(i, rule)]
+        named = Expectation(rule, dtype, "", status=status)
+        targets = [r for rid, r in by_id.items() if isinstance(rule, str) and named.names(rid)]
         if not targets:
             what = "rule" if status is None else "rule pattern"
             raise GateError(f"{where}: {what} {rule!r} matches no rule of the suite (stale entry?)")

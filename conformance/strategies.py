@@ -145,16 +145,12 @@ def _made_by() -> str:
     return hashlib.sha256(Path(__file__).read_bytes()).hexdigest() + hypothesis_version + repr(sys.version_info[:2])
 
 
-def _kept_path(key: tuple[Any, ...]) -> Path | None:
-    if _KEPT_IN is None:
-        return None
-    return _KEPT_IN / f"{hashlib.sha256((repr(key) + _made_by()).encode()).hexdigest()[:32]}.json"
+def _kept_path(folder: Path, key: tuple[Any, ...]) -> Path:
+    return folder / f"{hashlib.sha256((repr(key) + _made_by()).encode()).hexdigest()[:32]}.json"
 
 
-def _read_pool(path: Path | None) -> list[tuple[list[Shape], Shape]] | None:
+def _read_pool(path: Path) -> list[tuple[list[Shape], Shape]] | None:
     """The pool kept at ``path``; None when there is none, or it cannot be read (it is then drawn again)."""
-    if path is None:
-        return None
     try:
         kept = json.loads(path.read_text(encoding="utf-8"))
         return [([tuple(s) for s in inputs], tuple(result)) for inputs, result in kept]
@@ -162,10 +158,8 @@ def _read_pool(path: Path | None) -> list[tuple[list[Shape], Shape]] | None:
         return None
 
 
-def _write_pool(path: Path | None, pool: list[tuple[list[Shape], Shape]]) -> None:
+def _write_pool(path: Path, pool: list[tuple[list[Shape], Shape]]) -> None:
     """Written whole or not at all (a rename), so workers drawing the same pool at once cannot tear it."""
-    if path is None:
-        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         draft = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
@@ -184,11 +178,11 @@ def shape_pool(g: Given, k: int) -> list[tuple[list[Shape], Shape]]:
         raise ValueError(f"a shape pool needs at least one shape set, got {k}")
     names: Any = g.names if g.fixed else len(g.names)
     key = (names, g.shapes, g.min_dims, g.max_dims, g.min_side, g.max_side, g.max_size, tuple(g.fixed.items()))
-    kept = _kept_path((*key, k)) if g.seed is None and (*key, k, g.seed) not in _POOLS else None
-    pool = _read_pool(kept)
-    if pool is not None:
-        _POOLS[(*key, k, g.seed)] = pool
-    if (*key, k, g.seed) not in _POOLS:
+    pooled = (*key, k, g.seed)
+    kept = _kept_path(_KEPT_IN, (*key, k)) if _KEPT_IN and g.seed is None and pooled not in _POOLS else None
+    if kept is not None and (read := _read_pool(kept)) is not None:
+        _POOLS[pooled] = read
+    if pooled not in _POOLS:
         drawn: list[tuple[list[Shape], Shape]] = []
 
         @settings(
@@ -210,9 +204,10 @@ def shape_pool(g: Given, k: int) -> list[tuple[list[Shape], Shape]]:
         empty = [d for d in drawn if any(0 in s for s in d[0])]
         picks = [min(drawn, key=_complexity), *empty[:1], max(drawn, key=_complexity), *drawn]
         unique = [p for i, p in enumerate(picks) if p not in picks[:i]][:k]
-        _POOLS[(*key, k, g.seed)] = sorted(unique, key=_complexity)
-        _write_pool(kept, _POOLS[(*key, k, g.seed)])
-    return _POOLS[(*key, k, g.seed)]
+        _POOLS[pooled] = sorted(unique, key=_complexity)
+        if kept is not None:
+            _write_pool(kept, _POOLS[pooled])
+    return _POOLS[pooled]
 
 
 def _complexity(shape_set: tuple[list[Shape], Shape]) -> tuple[int, int, list[Shape]]:

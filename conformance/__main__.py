@@ -54,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="more pytest arguments for one backend's runs, e.g. jax='--shape-pool=4' (repeatable)",
     )
     bench.add_argument("--keep-results", type=Path, metavar="DIR", help="keep each backend's results file in DIR")
+    bench.add_argument(
+        "--floor", action="store_true", help="also time Hypothesis alone drawing the gate's cases (an empty test body)"
+    )
     bench.add_argument("pytest_args", nargs="*", help="more arguments for every pytest run (after --)")
     args = parser.parse_args(argv)
     if args.command == "rules":
@@ -127,7 +130,9 @@ def _bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                 f"--engine-args takes NAME=ARGS for one of the backends run ({', '.join(backends)}), got {given!r}"
             )
         engine_args[name] = [*engine_args.get(name, []), *shlex.split(rest)]
-    return bench.run(backends, workers, args.baseline, args.pytest_args, args.output, engine_args, args.keep_results)
+    return bench.run(
+        backends, workers, args.baseline, args.pytest_args, args.output, engine_args, args.keep_results, args.floor
+    )
 
 
 def _show(parser: argparse.ArgumentParser, rule_id: str) -> int:

@@ -9,6 +9,8 @@ suite as of a git commit (checked out in a temporary folder), so a change's befo
 one run of the benchmark, on one machine, under one load. Figures are printed and written to JSON,
 never asserted: a timed test would flake. ``--keep-results DIR`` keeps each backend's results file of its run
 with the most workers, so ``reports/regenerate.sh`` builds the report from the benchmark's own runs.
+``--floor`` also times Hypothesis alone drawing the gate's cases into an empty test (``hypothesis_floor``): the
+part of every run that no change to the suite's own per-case work (oracle, scripts, comparisons) can remove.
 """
 
 from __future__ import annotations
@@ -135,9 +137,11 @@ def run(
     out: Path,
     engine_args: Mapping[str, Sequence[str]] | None = None,
     keep: Path | None = None,
+    floor: bool = False,
 ) -> int:
     """Every (suite, backend, workers) run, printed as a table and written to ``out``; ``engine_args`` adds a
-    backend's own options to its runs, and ``keep`` receives the current suite's results files."""
+    backend's own options to its runs, ``keep`` receives the current suite's results files, and ``floor`` adds
+    the current suite's ``hypothesis_floor``."""
     runs: list[Figures] = []
     engine_args = engine_args or {}
     with tempfile.TemporaryDirectory(prefix="conformance-bench-") as scratch:
@@ -155,8 +159,11 @@ def run(
                         if kept.exists():
                             keep.mkdir(parents=True, exist_ok=True)
                             shutil.copyfile(kept, keep / f"{backend}.json")
+    drawing = hypothesis_floor() if floor else None
     print()
     print(table(runs) + slowest(runs))
+    if drawing is not None:
+        print(drawing.line())
     doc = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -168,6 +175,7 @@ def run(
         },
         "pytest_args": list(extra),
         "runs": [asdict(f) for f in runs],
+        "hypothesis_floor": None if drawing is None else asdict(drawing),
     }
     if doc["machine"]["dont_write_bytecode"]:
         print(
@@ -177,6 +185,56 @@ def run(
     out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {out}")
     return 0 if all(f.exit_code in (0, 1) and f.checks for f in runs) else 1
+
+
+@dataclass
+class Floor:
+    """Hypothesis alone on the gate's cases: what no change to the suite's own per-case work can remove."""
+
+    checks: int
+    cases: int
+    seconds: float
+
+    def line(self) -> str:
+        rate = self.cases / max(self.seconds, 1e-9)
+        return (
+            f"Hypothesis alone (the gate's {self.checks} checks drawn with an empty test body: no oracle, engine or "
+            f"pytest): {self.cases} cases in {self.seconds:.1f} s, {rate:.0f} cases/s on one core"
+        )
+
+
+def hypothesis_floor(rules: Sequence[Any] | None = None) -> Floor:
+    """Every check of ``rules`` (default: the shipped specs) on the reference backend, drawn as the gate draws it
+    (its profile, seed and batches, from the kept shape pools) into a test that does nothing with its cases. The
+    shape pools are drawn first, untimed: a run reads them from where an earlier run kept them."""
+    import hypothesis
+
+    from conformance import backends, plugin, runner, templates  # plugin: registers the gate's profile
+    from conformance.model import ModelTemplate
+
+    adapter = backends.resolve("numpy")
+    gate = hypothesis.settings.get_profile("conformance-gate")
+    drawn = 0
+
+    def body(batch: tuple[Any, ...]) -> None:
+        nonlocal drawn
+        drawn += len(batch)
+
+    def test(rule: Any, dtype: str) -> Any:
+        drawing = runner.drawn_rule(adapter, rule, None, None)
+        return hypothesis.seed(runner.rule_seed(rule, dtype))(gate(runner.given_batches(drawing, dtype, body)))
+
+    tests = [
+        test(rule, dtype)
+        for rule in (templates.load() if rules is None else rules)
+        if not isinstance(templates.TEMPLATES[rule.template], ModelTemplate)
+        for dtype in rule.dtypes
+        if dtype in plugin.DTYPES and not runner.missing(adapter, rule, dtype, "cpu")
+    ]
+    start = time.perf_counter()
+    for test in tests:
+        test()
+    return Floor(len(tests), drawn, round(time.perf_counter() - start, 2))
 
 
 def have_git() -> bool:

@@ -50,6 +50,8 @@ spec and backend versions. dev: random seeds, failures remembered. thorough: exp
 for _name, _values in PROFILES.items():
     settings.register_profile(f"conformance-{_name}", **_COMMON, **_values)
 
+DTYPES = ("float32", "float64")
+"""The dtypes a run checks unless ``--dtypes`` says otherwise."""
 DEFAULT_TIMEOUT = 120.0
 """Seconds one (rule, dtype) check may take by default: far above any shipped engine's slowest check."""
 MAX_WORKER_RESTARTS = "100000"
@@ -156,7 +158,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance", "autograd conformance")
     group.addoption("--backend", help="engine to test: a built-in name, an entry point, or module:Class")
     group.addoption("--device", default="cpu", help="device to run on (default: cpu); one of the adapter's devices()")
-    group.addoption("--dtypes", default="float32,float64", help="comma-separated dtypes (default: float32,float64)")
+    group.addoption("--dtypes", default=",".join(DTYPES), help=f"comma-separated dtypes (default: {','.join(DTYPES)})")
     group.addoption("--specs", action="append", type=Path, help="spec file or directory (default: the shipped specs)")
     group.addoption(
         "--conformance-profile",

@@ -174,8 +174,7 @@ def check(
 
         test = template.test(adapter, rule, dtype, device, drawn_with, overrides, progress)
     else:
-        has = frozenset(name for name in OPS if hasattr(adapter.ops, name))
-        drawing = replace(rule, given=replace(rule.given, shape_pool=shape_pool, seed=seed, ops=has, known=known))
+        drawing = drawn_rule(adapter, rule, shape_pool, seed, known)
         test = _property(adapter, drawing, dtype, device, template, outcome, where, tolerances)
         if not shrink:
             overrides = settings(overrides, phases=[p for p in Phase if p not in (Phase.shrink, Phase.explain)])
@@ -197,6 +196,25 @@ def check(
     finally:
         where.close()
     return outcome
+
+
+def drawn_rule(
+    adapter: Any, rule: Rule, shape_pool: int | None, seed: int | None, known: frozenset[str] = frozenset()
+) -> Rule:
+    """``rule`` with what its cases are drawn from in this run: the shape pool, the seed, the engine's ops (random
+    programs use only those) and the rules its expected-failures file lists (``Given``)."""
+    has = frozenset(name for name in OPS if hasattr(adapter.ops, name))
+    return replace(rule, given=replace(rule.given, shape_pool=shape_pool, seed=seed, ops=has, known=known))
+
+
+def given_batches(rule: Rule, dtype: str, body: Callable[[tuple[Any, ...]], None]) -> Callable[[], None]:
+    """``body`` as a Hypothesis test of batches of ``CASES_PER_EXAMPLE`` cases of ``rule`` in ``dtype``."""
+    template = TEMPLATES[rule.template]
+    test = given(st.tuples(*[template.strategy(rule, [dtype])] * CASES_PER_EXAMPLE))(body)
+    # Every rule shares the runner's inner function: key Hypothesis's database per rule (and spare it reading the
+    # function's source to make a key, a few milliseconds per check).
+    test._hypothesis_internal_database_key = f"{rule.id}/{dtype}".encode()  # type: ignore[attr-defined]
+    return test
 
 
 def _property(
@@ -228,10 +246,7 @@ def _property(
             finally:
                 outcome.engine_seconds = stopwatch.seconds
 
-    test = given(st.tuples(*[template.strategy(rule, [dtype])] * CASES_PER_EXAMPLE))(prop)
-    # Every rule shares this inner function: key Hypothesis's database per rule (and spare it reading the
-    # function's source to make a key, a few milliseconds per check).
-    test._hypothesis_internal_database_key = f"{rule.id}/{dtype}".encode()  # type: ignore[attr-defined]
+    test = given_batches(rule, dtype, prop)
     for case in reversed(explicit):
         test = example((case,))(test)
     return test

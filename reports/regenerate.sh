@@ -37,7 +37,7 @@ for name in "${BACKENDS[@]}"; do
     [ -n "$(engine_args "$name")" ] && bench+=(--engine-args "$name=$(engine_args "$name")")
 done
 python -m conformance bench --backends "$(IFS=,; echo "${BACKENDS[*]}")" --workers "${WORKERS:-1,2}" "${bench[@]}" \
-    --keep-results reports/results -o reports/benchmarks.json -- "$@"
+    --floor --keep-results reports/results -o reports/benchmarks.json -- "$@"
 python -m conformance report $(printf "reports/results/%s.json " "${BACKENDS[@]}") -o reports/index.html --readme README.md
 python -m conformance rules --format markdown -o docs/rules  # the rulebook, from specs/ alone
 # The scoreboard alone, as headless Chromium renders it: a copy of the report with everything else hidden

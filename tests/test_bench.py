@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
-from conformance import bench
+from conformance import backends, bench, plugin, runner, templates
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,3 +57,14 @@ def test_the_table_gives_the_speedup_of_more_workers() -> None:
     two = bench.Figures("current", "torch", 2, wall_s=5.5, exit_code=0, checks=4)
     rows = bench.table([one, two]).splitlines()
     assert "1.82x" in rows[3] and "1.82x" not in rows[2]
+
+
+def test_the_floor_draws_the_cases_the_gate_checks() -> None:
+    rules = templates.load([ROOT / "specs" / "broadcasting.toml"])[:3]
+    floor = bench.hypothesis_floor(rules)
+    adapter, gate = backends.resolve("numpy"), settings.get_profile("conformance-gate")
+    outcomes = [runner.check(adapter, r, d, "cpu", overrides=gate) for r in rules for d in plugin.DTYPES]
+    assert all(o.failure is None and not o.missing for o in outcomes)
+    assert floor.checks == len(outcomes) and floor.seconds > 0
+    assert floor.cases == sum(o.examples - len(o.rule.examples) for o in outcomes) > 0
+    assert f"{floor.cases} cases in" in floor.line()

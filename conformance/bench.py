@@ -1,16 +1,16 @@
 """The benchmark: the gate profile run per backend and worker count, and the figures it gives.
 
-``python -m conformance bench --backends torch,numpy`` runs ``pytest conformance`` for each backend with
-``-n 1`` and ``-n 2`` (each engine with its expected-failures file and its own options, ``--engine-args``),
-reads the results file each run writes, and prints per run: rules and checks run, examples, wall time, examples per second per core,
-the engine's share of the checks' time (``engine_s``, timed by the runner around the scripts' calls into
-the adapter), peak memory of a worker, and the slowest checks. ``--baseline REF`` runs the same on the
-suite as of a git commit (checked out in a temporary folder), so a change's before and after come from
-one run of the benchmark, on one machine, under one load. Figures are printed and written to JSON,
-never asserted: a timed test would flake. ``--keep-results DIR`` keeps each backend's results file of its run
-with the most workers, so ``reports/regenerate.sh`` builds the report from the benchmark's own runs.
-``--floor`` also times Hypothesis alone drawing the gate's cases into an empty test (``hypothesis_floor``): the
-part of every run that no change to the suite's own per-case work (oracle, scripts, comparisons) can remove.
+``python -m conformance bench --backends torch,numpy`` runs ``pytest conformance`` for each backend with ``-n 1``
+and ``-n 2`` (each engine with its expected-failures file and its own options, ``--engine-args``), reads the results
+file each run writes, and prints per run: rules and checks run, examples, wall time, the checks' own time, examples
+per second per core, the engine's share of the checks' time (``engine_s``, timed by the runner around the scripts'
+calls into the adapter), peak memory of a worker, and the slowest checks. ``--baseline REF`` runs the same on the
+suite as of a git commit (checked out in a temporary folder), so a change's before and after come from one run of
+the benchmark, on one machine, under one load. Figures are printed and written to JSON, never asserted: a timed test
+would flake. ``--keep-results DIR`` keeps each backend's results file of its run with the most workers, so
+``reports/regenerate.sh`` builds the report from the benchmark's own runs. ``--floor`` also times Hypothesis alone
+drawing the gate's cases into an empty test (``hypothesis_floor``): the part of every run that no change to the
+suite's own per-case work (oracle, scripts, comparisons) can remove.
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ class Figures:
     rules: int = 0
     checks: int = 0
     examples: int = 0
+    checks_s: float = 0.0
+    """The checks' own durations, summed over workers: more than with one worker where workers contend for the
+    cores (the speedup of more workers is at most ``workers * checks_s(1) / checks_s(n)``, before fixed costs)."""
     examples_per_s_per_core: float = 0.0
     engine_share: float | None = None
     peak_rss_mb: float | None = None
@@ -75,7 +78,7 @@ def measure(root: Path, suite: str, backend: str, workers: int, extra: Sequence[
         print(f"  {suite} {backend} -n {workers}: no results (exit {done.returncode})\n{done.stdout[-2000:]}")
         return figures
     results = [r for r in json.loads(out.read_text())["results"] if r["status"] != "unsupported"]
-    durations = sum(r["duration_s"] or 0.0 for r in results)
+    figures.checks_s = round(sum(r["duration_s"] or 0.0 for r in results), 2)
     timed = [r for r in results if r.get("engine_s") is not None]
     figures.rules = len({r["id"] for r in results})
     figures.checks = len(results)
@@ -88,7 +91,9 @@ def measure(root: Path, suite: str, backend: str, workers: int, extra: Sequence[
     figures.peak_rss_mb = max(memory) if memory else None
     slowest = sorted(results, key=lambda r: r["duration_s"] or 0.0, reverse=True)[:10]
     figures.slowest = [{"check": f"{r['id']}[{r['dtype']}]", "duration_s": r["duration_s"]} for r in slowest]
-    print(f"  {suite} {backend} -n {workers}: {wall:.1f} s wall, {durations:.1f} s in checks, exit {done.returncode}")
+    print(
+        f"  {suite} {backend} -n {workers}: {wall:.1f} s wall, {figures.checks_s:.1f} s in checks, exit {done.returncode}"
+    )
     return figures
 
 
@@ -105,8 +110,9 @@ def table(runs: Sequence[Figures]) -> str:
     """The figures as a Markdown table, one row per run, with -n 2's speedup over -n 1."""
     walls = {(f.suite, f.backend, f.workers): f.wall_s for f in runs}
     lines = [
-        "| suite | backend | -n | rules | checks | examples | wall s | speedup | ex/s/core | engine share | peak MiB |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| suite | backend | -n | rules | checks | examples | wall s | in checks s | speedup | ex/s/core | engine share "
+        "| peak MiB |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for f in runs:
         one = walls.get((f.suite, f.backend, 1))
@@ -115,7 +121,7 @@ def table(runs: Sequence[Figures]) -> str:
         memory = "n/a" if f.peak_rss_mb is None else f"{f.peak_rss_mb:.0f}"
         lines.append(
             f"| {f.suite} | {f.backend} | {f.workers} | {f.rules} | {f.checks} | {f.examples} | {f.wall_s:.1f} | "
-            f"{speedup} | {f.examples_per_s_per_core:.0f} | {share} | {memory} |"
+            f"{f.checks_s:.1f} | {speedup} | {f.examples_per_s_per_core:.0f} | {share} | {memory} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -211,8 +211,8 @@ class Floor:
 
 def hypothesis_floor(rules: Sequence[Any] | None = None) -> Floor:
     """Every check of ``rules`` (default: the shipped specs) on the reference backend, drawn as the gate draws it
-    (its profile, seed and batches, from the kept shape pools) into a test that does nothing with its cases. The
-    shape pools are drawn first, untimed: a run reads them from where an earlier run kept them."""
+    (its profile, seed, batches and shape pools) into a test that does nothing with its cases. The shape pools are
+    drawn first, untimed: a run reads them from where an earlier run kept them."""
     import hypothesis
 
     from conformance import backends, plugin, runner, templates  # plugin: registers the gate's profile

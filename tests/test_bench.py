@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
 
 from conformance import backends, bench, plugin, runner, templates
+from conformance.strategies import CASES_PER_EXAMPLE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,12 +62,27 @@ def test_the_table_gives_the_speedup_of_more_workers() -> None:
     assert "1.82x" in rows[3] and "1.82x" not in rows[2]
 
 
-def test_the_floor_draws_the_cases_the_gate_checks() -> None:
+def test_the_floor_draws_the_cases_the_gate_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The floor and the gate draw the same batches of cases (both build their test with ``given_batches``)."""
+    drawn: dict[str, list[str]] = {"floor": [], "gate": []}
+    into, given_batches = "floor", runner.given_batches
+
+    def recorded(rule: Any, dtype: str, body: Callable[[tuple[Any, ...]], None]) -> Callable[[], None]:
+        def record(batch: tuple[Any, ...]) -> None:
+            if len(batch) == CASES_PER_EXAMPLE:  # not a rule's explicit example, which the floor leaves out
+                drawn[into].append(f"{rule.id}/{dtype}: {batch!r}")
+            body(batch)
+
+        return given_batches(rule, dtype, record)
+
+    monkeypatch.setattr(runner, "given_batches", recorded)
     rules = templates.load([ROOT / "specs" / "broadcasting.toml"])[:3]
     floor = bench.hypothesis_floor(rules)
+    into = "gate"
     adapter, gate = backends.resolve("numpy"), settings.get_profile("conformance-gate")
     outcomes = [runner.check(adapter, r, d, "cpu", overrides=gate) for r in rules for d in plugin.DTYPES]
     assert all(o.failure is None and not o.missing for o in outcomes)
     assert floor.checks == len(outcomes) and floor.seconds > 0
     assert floor.cases == sum(o.examples - len(o.rule.examples) for o in outcomes) > 0
+    assert drawn["floor"] == drawn["gate"] and len(drawn["floor"]) * CASES_PER_EXAMPLE == floor.cases
     assert f"{floor.cases} cases in" in floor.line()

@@ -319,7 +319,7 @@ def evaluate(program: str, inputs: Mapping[str, Any]) -> tuple[Any, dict[str, No
     nodes = {k: Node(np.array(v, dtype=np.float64), []) for k, v in inputs.items() if not k.isupper()}
     constants = {k: v for k, v in inputs.items() if k.isupper()}
     scope = {**OPS, "shape": lambda t: np.shape(_unwrap(t)), **constants, **nodes}
-    result = eval(language.compile_expression(program), {"__builtins__": {}, "slice": slice}, scope)
+    result = eval(language.compile_expression(program), {"__builtins__": language.SAFE_BUILTINS}, scope)
     return result, nodes
 
 
@@ -458,7 +458,7 @@ def sgd(program: str, params: Mapping[str, Array], lr: float, steps: int, **data
 
 
 NAMESPACE: dict[str, Any] = {
-    "np": np,
+    "np": language.SAFE_NP,
     "value": value,
     "vjp": vjp,
     "jvp": jvp,

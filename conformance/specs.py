@@ -41,6 +41,10 @@ _OP = {"name", "level", "differentiable", "promise", "references", "given", "exa
 _FORM = {"program", "given", "examples", "wrt"}
 
 
+_MAX_GIVEN = {"min_dims": 32, "max_dims": 32, "min_side": 64, "max_side": 64, "max_size": language.MAX_ELEMENTS}
+"""Bounds of ``given``'s sizes: NumPy's arrays have at most 64 dims, and a spec cannot exhaust the memory."""
+
+
 class SpecError(ValueError):
     """One problem in one spec file, located by rule id and field."""
 
@@ -130,6 +134,29 @@ def _expect(cond: bool, path: Path, rule: str | None, fld: str, message: str) ->
         raise SpecError(path, rule, fld, message)
 
 
+def _check_example_sizes(example: Mapping[str, Any], path: Path, rid: str, i: int) -> None:
+    """An example's shapes and values within ``language.MAX_ELEMENTS``: a spec cannot exhaust the memory."""
+    shapes = example.get("shapes", {})
+    _expect(isinstance(shapes, dict), path, rid, f"examples[{i}].shapes", "must be a table of name = shape")
+    for name, shape in shapes.items():
+        problem = language.check_size(shape)
+        _expect(problem is None, path, rid, f"examples[{i}].shapes.{name}", f"{problem}")
+    if "result" in example:
+        problem = language.check_size(example["result"])
+        _expect(problem is None, path, rid, f"examples[{i}].result", f"{problem}")
+    values = example.get("values", {})
+    _expect(isinstance(values, dict), path, rid, f"examples[{i}].values", "must be a table of name = values")
+    for name, value in [*values.items(), ("upstream", example.get("upstream"))]:
+        count = _count(value)
+        field_name = f"examples[{i}].values.{name}" if name != "upstream" else f"examples[{i}].upstream"
+        _expect(count <= language.MAX_ELEMENTS, path, rid, field_name, f"is too large: {count} numbers")
+
+
+def _count(value: Any) -> int:
+    """How many numbers nested lists hold."""
+    return sum(_count(v) for v in value) if isinstance(value, list) else 1
+
+
 def _str_list(value: Any, path: Path, rule: str, fld: str) -> tuple[str, ...]:
     _expect(
         isinstance(value, list) and all(isinstance(v, str) for v in value),
@@ -153,8 +180,8 @@ def _given(raw: Any, path: Path, rid: str) -> Given:
     ints = {}
     for key in ("min_dims", "max_dims", "min_side", "max_side", "max_size"):
         if key in raw:
-            ok = isinstance(raw[key], int) and not isinstance(raw[key], bool) and raw[key] >= 0
-            _expect(ok, path, rid, f"given.{key}", f"must be a non-negative integer, got {raw[key]!r}")
+            ok = isinstance(raw[key], int) and not isinstance(raw[key], bool) and 0 <= raw[key] <= _MAX_GIVEN[key]
+            _expect(ok, path, rid, f"given.{key}", f"must be an integer in [0, {_MAX_GIVEN[key]}], got {raw[key]!r}")
             ints[key] = raw[key]
     for low, high in (("min_dims", "max_dims"), ("min_side", "max_side")):
         lo, hi = ints.get(low, getattr(Given, low)), ints.get(high, getattr(Given, high))
@@ -171,6 +198,9 @@ def _given(raw: Any, path: Path, rid: str) -> Given:
         _expect(ok, path, rid, f"given.like.{extra}", f"must name one of {list(names)} or 'result'")
     fixed = raw.get("fixed", {})
     _expect(isinstance(fixed, dict), path, rid, "given.fixed", "must be a table of name = shape")
+    for name, shape in fixed.items():
+        problem = language.check_size(shape)
+        _expect(problem is None, path, rid, f"given.fixed.{name}", f"{problem}")
     if kind == "fixed":
         missing = [n for n in names if n not in fixed]
         _expect(not missing, path, rid, "given.fixed", f"no shape for {missing}")
@@ -250,6 +280,7 @@ def parse_rule(
     for i, ex in enumerate(examples):
         ok = isinstance(ex, dict) and not set(ex) - _EXAMPLE
         _expect(ok, path, rid, f"examples[{i}]", f"must be a table with keys from {sorted(_EXAMPLE)}")
+        _check_example_sizes(ex, path, rid, i)
     return Rule(
         id=rid,
         area=area,

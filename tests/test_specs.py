@@ -52,7 +52,8 @@ def test_good_spec(tmp_path: Path) -> None:
         ('id = "demo.forward.add"', 'id = "Demo Add"', "id", "stable dotted id"),
         ('id = "demo.forward.add"', 'id = "other.forward.add"', "id", "must start with its area"),
         ('program = "add(a, b)"', 'program = "add(a, c)"', "program", "unknown name 'c'"),
-        ('program = "add(a, b)"', 'program = "a.__class__"', "program", "attribute access"),
+        ('program = "add(a, b)"', 'program = "a.__class__"', "program", "dunder name"),
+        ('program = "add(a, b)"', 'program = "a.shape"', "program", "attribute access"),
         ('program = "add(a, b)"', 'program = "add(a,"', "program", "syntax error"),
         ('program = "add(a, b)"', "", "program", "required by template"),
         ('statement = "add broadcasts."', 'statement = ""', "statement", "must be a sentence"),
@@ -60,7 +61,12 @@ def test_good_spec(tmp_path: Path) -> None:
         ('level = "required"', 'level = "required"\ndtypes = ["float8"]', "dtypes", "unknown dtype"),
         ('level = "required"', 'level = "required"\ncolour = "red"', "colour", "unknown field"),
         ('shapes = "broadcastable"', 'shapes = "round"', "given.shapes", "is not one of"),
-        ('shapes = "broadcastable"', 'shapes = "broadcastable", max_dims = -1', "given.max_dims", "non-negative"),
+        (
+            'shapes = "broadcastable"',
+            'shapes = "broadcastable", max_dims = -1',
+            "given.max_dims",
+            "must be an integer in [0, 32]",
+        ),
         (
             'shapes = "broadcastable"',
             'shapes = "broadcastable", domain = "imaginary"',

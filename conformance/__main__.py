@@ -1,7 +1,8 @@
 """Command line: ``python -m conformance report RESULTS... -o reports/index.html``, ``rules``, ``show RULE_ID``, ``bench``.
 
 Running the rules is pytest's job (``pytest --pyargs conformance --backend=NAME``); ``report`` works on
-the results files such runs write, e.g. to merge the runs of several backends into one report. ``rules``
+the results files such runs write, e.g. to merge the runs of several backends into one report. ``compare OLD NEW``
+prints what changed between two runs of one engine (``conformance/compare.py``). ``rules``
 writes the rulebook (every rule with a PyTorch example), ``show`` explains one rule, and ``bench`` times the
 gate per backend (``conformance/bench.py``). Each command
 imports what it needs only when it runs: ``report`` must not pay for Hypothesis, nor ``rules`` for pytest.
@@ -29,6 +30,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--readme",
         type=Path,
         help=f"also write the engines' table into this Markdown file, between {README_BEGIN} and {README_END}",
+    )
+    compare = commands.add_parser("compare", help="what changed between two results files of one engine")
+    compare.add_argument("old", type=Path, help="the earlier results file (written with --results-json)")
+    compare.add_argument("new", type=Path, help="the later results file")
+    compare.add_argument("--html", type=Path, metavar="PATH", help="also write the comparison as an HTML page")
+    compare.add_argument("--json", type=Path, metavar="PATH", help="also write the comparison as JSON")
+    compare.add_argument(
+        "--fail-on-new-failures", action="store_true", help="exit 1 when a rule and dtype is newly failing"
+    )
+    compare.add_argument(
+        "--allow-different-backends", action="store_true", help="compare runs of two backends (a usage error without)"
     )
     rules = commands.add_parser("rules", help="write the rulebook: every rule, with its example as PyTorch code")
     rules.add_argument("--format", choices=("text", "markdown", "html"), default="text")
@@ -65,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _bench(parser, args)
     if args.command == "show":
         return _show(parser, args.rule_id)
+    if args.command == "compare":
+        return _compare(parser, args)
     from conformance import results
     from conformance.report import render
 
@@ -86,6 +100,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.readme.write_text(f"{head}{README_BEGIN}\n{table}{README_END}{tail}", encoding="utf-8")
         print(f"wrote the engines' table into {args.readme}")
     return 0
+
+
+def _compare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from conformance import compare, results
+
+    try:
+        old, new = results.load(args.old), results.load(args.new)
+    except results.ResultsError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    names = old["backend"]["name"], new["backend"]["name"]
+    if names[0] != names[1] and not args.allow_different_backends:
+        parser.exit(
+            2,
+            f"error: {args.new} is a run of backend {names[1]!r}, {args.old} of {names[0]!r}; "
+            "pass --allow-different-backends to compare them anyway\n",
+        )
+    changes = compare.compare(old, new, str(args.old), str(args.new))
+    print(compare.text(changes), end="")
+    if args.html:
+        compare.write(args.html, compare.html(changes))
+        print(f"wrote {args.html}")
+    if args.json:
+        compare.write_json(args.json, changes)
+        print(f"wrote {args.json}")
+    return 1 if args.fail_on_new_failures and changes.newly_failing else 0
 
 
 def _rules(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

@@ -39,19 +39,26 @@ ErrorSpec = tuple[type[BaseException] | tuple[type[BaseException], ...], str | N
 """Exception type(s) and an optional regular expression searched in ``str(exc)``."""
 
 CAPABILITIES: dict[str, str] = {
-    "stateful": "leaf state (.grad, is_leaf, requires_grad, grad_fn) and backward()",
+    "stateful": "leaf state (.grad, requires_grad) and backward()",
+    "is_leaf": "is_leaf() and has_grad_fn(): the engine tells a leaf from the result of a recorded op (its grad_fn)",
+    "requires_grad_": "requires_grad_(t, flag): requires_grad switched on a tensor that exists already",
     "autograd_grad": "an autograd.grad-style call that returns gradients without touching .grad",
     "backward_inputs": "backward(inputs=[...]) restricts accumulation to the listed tensors",
     "backward_many": "backward on a list of outputs with a list of gradients in one pass",
-    "allow_unused": "autograd.grad's allow_unused and materialize_grads",
+    "backward_create_graph": "backward(create_graph=True): the gradients it accumulates into .grad are differentiable",
+    "allow_unused": "autograd.grad's allow_unused: None for an input the outputs do not use",
+    "materialize_grads": "autograd.grad's materialize_grads: zeros instead of None for an unused input",
     "retain_grad": "retain_grad() on non-leaf tensors",
+    "retains_grad": "the retains_grad(t) query: whether a tensor keeps its .grad (a leaf, or after retain_grad())",
     "grad_assign": "assigning .grad directly (None or a tensor), validated",
-    "no_grad": "no_grad / enable_grad contexts, usable as decorators, thread-local",
+    "no_grad": "a no_grad context, usable as a decorator, thread-local, and the is_grad_enabled() query",
+    "enable_grad": "enable_grad(): grad mode switched back on inside a no_grad block, as a context and a decorator",
     "set_grad_enabled": "set_grad_enabled(flag) as a context manager",
     "inference_mode": "inference_mode context and inference tensors",
-    "higher_order": "create_graph / nested vjp: gradients that can be differentiated again",
+    "higher_order": "grad(create_graph=True) / nested vjp: gradients that can be differentiated again",
     "forward_mode": "jvp(fn, primals, tangents): forward-mode Jacobian-vector products, differentiable by vjp",
     "graph_freeing": "saved tensors freed after backward unless retain_graph",
+    "retain_graph": "retain_graph=True on backward and grad keeps the graph for another pass (or it is never freed)",
     "inplace": "in-place ops (add_, mul_, sub_, zero_, copy_)",
     "views": "index results are views: in-place writes through them reach the base",
     "version_counter": "in-place modification of a tensor saved for backward is detected",
@@ -67,6 +74,7 @@ CAPABILITIES: dict[str, str] = {
     "hooks": "tensor hooks (register_hook) that see and may replace a tensor's gradient, removable",
     "post_accumulate_hooks": "hooks on a leaf that run after its .grad was updated",
     "custom_function": "custom ops from a forward and a backward (torch.autograd.Function)",
+    "needs_input_grad": "a custom op's context tells which inputs require grad (ctx.needs_input_grad)",
     "once_differentiable": "a custom op's backward marked once-differentiable (function(..., once_differentiable=True))",
     "optimizer": "an SGD optimizer over a list of leaves, with zero_grad and step",
     "custom_vjp": "custom_vjp(forward, vjp): a functional op whose vjp is the given one, differentiable again",
@@ -167,6 +175,11 @@ class Functional(Protocol):
     tangent per primal, in the output's dtype and shape, from the engine's own forward mode (never
     emulated in the adapter). With ``higher_order`` too, ``fn`` may itself call ``vjp``
     (forward-over-reverse Hessian-vector products).
+
+    An engine whose capability does not reach every op (no double-backward kernel for some ops, no forward-mode
+    rule for a cast) says so in an optional ``op_gaps``: capability -> the ops (``amax``) or op forms of
+    ``specs/ops.toml`` (``pow.tensors``) it does not cover. A rule that needs the capability and calls one of them
+    is unsupported (``higher_order:amax``), and the random programs leave those forms out.
     """
 
     name: str
@@ -376,12 +389,16 @@ CORE = ("name", "capabilities", "errors", "ops", "engine_version", "devices", "t
         "device", "vjp")  # fmt: skip
 """What every adapter has: the functional core."""
 CAPABILITY_METHODS: dict[str, tuple[str, ...]] = {
-    "stateful": ("grad_of", "is_leaf", "requires_grad", "has_grad_fn", "requires_grad_", "backward"),
+    "stateful": ("grad_of", "requires_grad", "backward"),
+    "is_leaf": ("is_leaf", "has_grad_fn"),
+    "requires_grad_": ("requires_grad_",),
     "autograd_grad": ("grad",),
     "backward_many": ("backward_many",),
-    "retain_grad": ("retain_grad", "retains_grad"),
+    "retain_grad": ("retain_grad",),
+    "retains_grad": ("retains_grad",),
     "grad_assign": ("set_grad",),
-    "no_grad": ("no_grad", "enable_grad", "is_grad_enabled"),
+    "no_grad": ("no_grad", "is_grad_enabled"),
+    "enable_grad": ("enable_grad",),
     "set_grad_enabled": ("set_grad_enabled",),
     "inference_mode": ("inference_mode", "is_inference"),
     "version_counter": ("version",),
@@ -394,9 +411,9 @@ CAPABILITY_METHODS: dict[str, tuple[str, ...]] = {
         "function",
         "save_for_backward",
         "saved_tensors",
-        "needs_input_grad",
         "mark_non_differentiable",
     ),
+    "needs_input_grad": ("needs_input_grad",),
     "optimizer": ("optimizer", "zero_grad", "step"),
     "custom_vjp": ("custom_vjp",),
     "functional_optimizer": ("sgd_step",),
@@ -430,6 +447,10 @@ def validate(adapter: Any) -> list[str]:
             found.append(f"errors[{meaning!r}] must be (an exception type or a tuple of them, a regex or None)")
     if not isinstance(adapter.name, str) or not adapter.name:
         found.append("'name' must be a non-empty string")
+    for capability, names in getattr(adapter, "op_gaps", {}).items():
+        if capability not in capabilities:
+            found.append(f"op_gaps[{capability!r}]: not a declared capability")
+        found += [f"op_gaps[{capability!r}]: unknown op {n!r}" for n in sorted(names) if n.split(".")[0] not in OPS]
     return found
 
 

@@ -1,7 +1,7 @@
 """The benchmark: the gate profile run per backend and worker count, and the figures it gives.
 
 ``python -m conformance bench --backends torch,numpy`` runs ``pytest conformance`` for each backend with ``-n 1``
-and ``-n 2`` (each engine with its expected-failures file and its own options, ``--engine-args``), reads the results
+and ``-n 2`` (each engine with its findings file and its own options, ``--engine-args``), reads the results
 file each run writes, and prints per run: rules and checks run, examples, wall time, the checks' own time, examples
 per second per core, the engine's share of the checks' time (``engine_s``, timed by the runner around the scripts'
 calls into the adapter), peak memory of a worker, and the slowest checks. ``--baseline REF`` runs the same on the
@@ -57,7 +57,11 @@ class Figures:
     slowest: list[dict[str, Any]] = field(default_factory=list)
 
 
-def expected_failures(root: Path, backend: str) -> list[str]:
+def known_gaps(root: Path, backend: str) -> list[str]:
+    """The backend's findings file; a baseline older than findings has an expected-failures file instead."""
+    findings = root / "specs" / "findings" / f"{backend}.toml"
+    if findings.exists():
+        return [f"--findings={findings}"]
     path = root / "specs" / "expected-failures" / f"{backend}.toml"
     return [f"--expected-failures={path}"] if path.exists() else []
 
@@ -65,10 +69,11 @@ def expected_failures(root: Path, backend: str) -> list[str]:
 def measure(root: Path, suite: str, backend: str, workers: int, extra: Sequence[str], scratch: Path) -> Figures:
     """Run the gate once and read its figures from the results file."""
     out = scratch / f"{suite}-{backend}-{workers}.json".replace("/", "_")
+    # repros under the checkout, by a relative path: kept results are committed, and their paths must hold in a clone
     command = [
         sys.executable, "-m", "pytest", "conformance", "-q", "-p", "no:cacheprovider", f"--backend={backend}",
-        f"-n{workers}", f"--results-json={out}", f"--repro-dir={scratch / 'repro'}",
-        *expected_failures(root, backend), *extra,
+        f"-n{workers}", f"--results-json={out}", "--repro-dir=.conformance/bench-repro",
+        *known_gaps(root, backend), *extra,
     ]  # fmt: skip
     start = time.perf_counter()
     done = subprocess.run(command, cwd=root, capture_output=True, text=True)

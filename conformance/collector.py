@@ -17,7 +17,7 @@ import os
 import platform
 import resource
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,13 @@ import numpy as np
 import pytest
 
 import conformance
-from conformance import explore, plugin, repro, results, runner, specs
+from conformance import explore, findings, plugin, repro, results, runner, specs, templates
 from conformance.failures import CheckFailure
-from conformance.gate import JUDGED, Expectation, Gate, GateError, load_expectations, parse_levels
+from conformance.gate import JUDGED, Gate, GateError, parse_levels
 from conformance.strategies import Case
 
 PROPERTY = "conformance"
 """Name of the user property that carries a result record from the test's process to the controller."""
-EXPECTED = plugin.EXPECTED
 _OUTPUTS = ("results_json", "report_html", "explore_out")
 
 
@@ -44,13 +43,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--report-html", type=Path, help="write the run's HTML report (one self-contained file)")
     group.addoption(
         "--gate-levels",
-        default="required",
-        help="comma-separated levels whose failures break the gate and the exit code (default: required)",
+        default=",".join(specs.LEVELS),
+        help="comma-separated levels whose failures break the gate and the exit code (default: all of them; a rule "
+        "the engine cannot run is unsupported, never a failure)",
     )
     group.addoption(
-        "--expected-failures", type=Path, help="TOML file of the backend's known failures (see conformance/gate.py)"
+        "--gate-conventions",
+        action="store_true",
+        help="gate the convention rules too (ties split, clamp bounds): for an engine that claims PyTorch parity",
     )
-    group.addoption("--strict-expected", action="store_true", help="an expected failure that passes breaks the gate")
+    group.addoption(
+        "--findings", type=Path, help="TOML file of the backend's findings, its known divergences (specs/findings/)"
+    )
+    group.addoption(
+        "--strict-expected",
+        action="store_true",
+        help="a finding that strikes none of the checks it names breaks the gate (unless it is nondeterministic)",
+    )
     group.addoption(
         "--explore-out",
         type=Path,
@@ -77,17 +86,29 @@ def _writable(path: Path) -> str | None:
     return None if os.access(target, os.W_OK) else f"{target} is not writable"
 
 
-def status_of(outcome: runner.Outcome | None, expected: bool, passed: bool) -> str:
-    """The result status, from the check's outcome, whether it was expected to fail, and pytest's verdict."""
+def status_of(outcome: runner.Outcome | None, passed: bool, known: Mapping[str, findings.Finding]) -> str:
+    """The result status, from the check's outcome (its failure, the cases findings excused) and pytest's verdict."""
     if outcome is not None and outcome.missing:
         return "unsupported"
     if outcome is not None and outcome.failure is not None:
-        if outcome.failure.kind == "adapter":
-            return "error"
-        return "expected_failure" if expected else "failed"
+        return "error" if outcome.failure.kind == "adapter" else "failed"
+    if outcome is not None and outcome.excused:
+        return "expected_failure"
     if passed:
-        return "unexpectedly_passed" if expected else "passed"
+        named = {e.finding for e in outcome.excuses} if outcome is not None else set()
+        stale = any(not known[key].nondeterministic for key in named if key in known)
+        return "unexpectedly_passed" if stale else "passed"
     return "error"
+
+
+def expected_record(keys: Iterable[str], counts: Mapping[str, int], known: Mapping[str, findings.Finding]) -> dict:
+    """The ``expected`` object of a result: the findings that name the check, with the cases each set aside."""
+    named = [known[k] for k in dict.fromkeys(keys) if k in known]
+    return {
+        "findings": [{"id": f.key, "title": f.title, "class": f.klass, "cases": counts.get(f.key, 0)} for f in named],
+        "reason": "; ".join(f.title for f in named),
+        "link": next((link for f in named for link in f.links), None),
+    }
 
 
 def failure_record(failure: CheckFailure, outcome: runner.Outcome) -> dict[str, Any]:
@@ -124,14 +145,17 @@ class Collector:
         self.config = config
         self.run: plugin.Run = config.stash[plugin.STASH]
         try:
-            expectations = ()
-            if path := config.getoption("expected_failures"):
-                expectations = tuple(load_expectations(path, [*specs.load(), *self.run.rules]))
-                self._check_runnable(path, expectations)
+            known = findings.NO_FINDINGS
+            if path := config.getoption("findings"):
+                known = findings.load(path, [*specs.load(), *self.run.rules], templates.draws_arrays)
+                self._check_findings(path, known)
             levels = parse_levels(config.getoption("gate_levels"))
-            self.gate = self.run.gate = Gate(levels, expectations, config.getoption("strict_expected"))
-        except GateError as exc:
+            self.gate = self.run.gate = Gate(
+                levels, known, config.getoption("strict_expected"), config.getoption("gate_conventions")
+            )
+        except (GateError, findings.FindingsError) as exc:
             raise pytest.UsageError(str(exc)) from exc
+        self.known = self.gate.findings.by_key()
         for option in _OUTPUTS:
             path = config.getoption(option)
             why = None if path is None else _writable(path)
@@ -147,21 +171,6 @@ class Collector:
         self.written: list[str] = []
 
     # -- on every process that runs tests ----------------------------------------------------------
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        """Expected failures become xfail marks: pytest's own summary then says xfailed / XPASS."""
-        for item in items:
-            param = _rule_param(item)
-            if param is None:
-                continue
-            expected = self.gate.expected(param[0].id, param[1])
-            if expected is not None:
-                item.stash[EXPECTED] = expected
-                item.add_marker(
-                    pytest.mark.xfail(
-                        reason=expected.reason, strict=self.gate.strict_expected, raises=pytest.fail.Exception
-                    )
-                )
-
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
         report = yield
@@ -170,19 +179,18 @@ class Collector:
             return report
         rule, dtype = param
         outcome = item.stash.get(plugin.OUTCOME, None)
-        expected = item.stash.get(EXPECTED, None)
-        status = status_of(outcome, expected is not None, call.when == "call" and call.excinfo is None)
+        status = status_of(outcome, call.when == "call" and call.excinfo is None, self.known)
         facts: dict[str, Any] = {"duration_s": round(report.duration, 4), "peak_rss_mb": _peak_rss_mb()}
-        if expected is not None:
-            facts["expected"] = expected.as_dict()
+        if outcome is not None and outcome.excuses:
+            facts["expected"] = expected_record((e.finding for e in outcome.excuses), outcome.excused, self.known)
         if outcome is not None:
             facts["missing"] = list(outcome.missing)
             facts["examples_run"] = outcome.examples or None
             if outcome.engine_seconds is not None:
                 facts["engine_s"] = round(outcome.engine_seconds, 4)
             facts["example_script"] = outcome.example_script or runner.example_script(rule, dtype)
-            if outcome.failure is not None:
-                facts["failure"] = failure_record(outcome.failure, outcome)
+            if outcome.failure or outcome.expected:
+                facts["failure"] = failure_record(outcome.failure or outcome.expected, outcome)
         if status == "error":
             facts["error"] = outcome.failure.detail if outcome and outcome.failure else report.longreprtext[-4000:]
         report.user_properties.append((PROPERTY, results.record(rule, dtype, status, **facts)))
@@ -192,18 +200,25 @@ class Collector:
         """The checks this run must report (after ``-k``/``-m`` deselection): any left without a result never ran."""
         self.collected.update(item.nodeid for item in session.items if _rule_param(item) is not None)
 
-    def _check_runnable(self, path: Path, expectations: tuple[Expectation, ...]) -> None:
-        """An expected failure the engine cannot even run (it lacks a capability, an op, the device) is
-        stale: it claims a deviation no run can show, and would hide the rule once the engine grows it."""
-        rules = {r.id: r for r in [*specs.load(), *self.run.rules]}.values()
-        for entry in expectations:
-            covered = [(r, d) for r in rules for d in r.dtypes if entry.covers(r.id, d, entry.status)]
-            lacks = [runner.missing(self.run.adapter, r, d, self.run.device) for r, d in covered]
-            if all(lacks):
-                raise GateError(
-                    f"{path}: rule {entry.rule!r}: {self.run.adapter.name} cannot run it on {self.run.device} (it lacks"
-                    f" {', '.join(lacks[0])}), so the entry is stale: remove it"
-                )
+    def _check_findings(self, path: Path, known: findings.Findings) -> None:
+        """Findings of another engine are a mistake; an excuse of a rule the engine cannot even run (it lacks a
+        capability, an op, the device) is stale: it claims a deviation no run can show, and would hide the rule
+        once the engine grows it."""
+        if known.engine != self.run.adapter.name:
+            raise GateError(
+                f"{path}: findings of engine {known.engine!r}, but the backend is {self.run.adapter.name!r}"
+            )
+        rules = {r.id: r for r in [*specs.load(), *self.run.rules]}
+        for finding in known.findings:
+            for excuse in finding.excuses:
+                for rule_id in sorted(excuse.rules):
+                    rule = rules[rule_id]
+                    lacks = [runner.missing(self.run.adapter, rule, d, self.run.device) for d in rule.dtypes]
+                    if all(lacks):
+                        raise GateError(
+                            f"{path}: finding {finding.id!r}: {self.run.adapter.name} cannot run rule {rule_id!r} on"
+                            f" {self.run.device} (it lacks {', '.join(lacks[0])}), so the excuse is stale: remove it"
+                        )
 
     # -- on the controller -------------------------------------------------------------------------
     @pytest.hookimpl(optionalhook=True)
@@ -260,9 +275,13 @@ class Collector:
                 self.run.repro_dir, self.run.adapter, rule, failure, self.run.device, outcome.replay
             )
             facts["failure"] = failure_record(failure, outcome)
-        expected = self.gate.expected(rule.id, dtype, status)
-        if expected is not None:  # a known hang or crash is a known gap like any other failure
-            facts["expected"] = expected.as_dict()
+        excuses = self.gate.findings.excuses(rule.id, dtype)
+        whole = [e.finding for e in excuses if status in e.kinds and e.when is None]
+        if excuses:  # a known hang or crash of the whole check is a known divergence like any other
+            facts["expected"] = expected_record(
+                [*whole, *(e.finding for e in excuses)], dict.fromkeys(whole, 1), self.known
+            )
+        if whole:
             status = "expected_failure"
         return results.record(rule, dtype, status, **facts)
 
@@ -367,7 +386,7 @@ class Collector:
                 tr.write_line(f"  {line}")
         outside = [r for r in self.doc["results"] if r["status"] in ("failed", "error") and not self.gate.breaks(r)]
         if outside:
-            tr.write_line(f"{len(outside)} failures at levels outside the gate are reported but do not break it:")
+            tr.write_line(f"{len(outside)} failures outside the gate (levels, conventions) are reported, not gated:")
             for r in outside:
                 tr.write_line(f"  {r['id']}[{r['dtype']}] ({r['level']}): {r['status']}")
         for line in self.written:

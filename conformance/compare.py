@@ -20,17 +20,17 @@ import conformance
 from conformance import results
 
 PASSING = frozenset({"passed", "unexpectedly_passed"})
-"""The engine did what the rule says (an unexpected pass is a pass that the expected-failures file did not foresee)."""
+"""The engine did what the rule says (an unexpected pass is a pass where a finding foresaw a failure)."""
 FAILING = frozenset({"failed", "error", "crashed", "timeout"})
-"""The engine or its adapter did not, and no expected-failures entry excused it."""
+"""The engine or its adapter did not, and no finding excused it."""
 SECTIONS = {
     "newly_failing": "newly failing",
     "newly_passing": "newly passing",
     "changed": "status changed otherwise",
     "added": "rules added",
     "gone": "rules gone",
-    "expected_added": "expected failures added",
-    "expected_gone": "expected failures gone",
+    "findings_added": "findings added",
+    "findings_gone": "findings gone",
 }
 """The kinds of change, in the order they are shown: the ones a reviewer acts on first."""
 
@@ -65,14 +65,13 @@ class Change:
 
 
 @dataclass(frozen=True)
-class Expected:
-    """An expected-failures entry; entries are the same when rule, dtype and status are (the reason may be reworded)."""
+class Listed:
+    """A finding of a run's findings file; findings are the same when their ids are (the title may be reworded)."""
 
-    rule: str
-    dtype: str | None
-    status: str | None
-    reason: str
-    link: str | None
+    id: str
+    title: str
+    klass: str
+    upstream: str
 
 
 @dataclass(frozen=True)
@@ -86,8 +85,8 @@ class Comparison:
     changed: tuple[Change, ...]
     added: tuple[Change, ...]
     gone: tuple[Change, ...]
-    expected_added: tuple[Expected, ...]
-    expected_gone: tuple[Expected, ...]
+    findings_added: tuple[Listed, ...]
+    findings_gone: tuple[Listed, ...]
     unchanged: int
     """Results present in both runs with the same status."""
 
@@ -137,19 +136,15 @@ def _run(name: str, doc: Mapping[str, Any]) -> Run:
     )
 
 
-def _entries(doc: Mapping[str, Any]) -> dict[tuple[str, str | None, str | None], Expected]:
-    found = {}
-    for e in doc["gate"].get("expected_failures") or ():
-        entry = Expected(e["rule"], e.get("dtype"), e.get("status"), e.get("reason", ""), e.get("link"))
-        found[entry.rule, entry.dtype, entry.status] = entry
-    return found
+def _findings(doc: Mapping[str, Any]) -> dict[str, Listed]:
+    return {f["id"]: Listed(f["id"], f["title"], f["class"], f["upstream"]) for f in doc["gate"].get("findings") or ()}
 
 
 def compare(old: Mapping[str, Any], new: Mapping[str, Any], old_name: str = "old", new_name: str = "new") -> Comparison:
     """The changes from results document ``old`` to ``new`` (both as ``results.load`` returns them)."""
     before = {(r["id"], r["dtype"]): r for r in old["results"]}
     after = {(r["id"], r["dtype"]): r for r in new["results"]}
-    found: dict[str, list[Change]] = {key: [] for key in SECTIONS if not key.startswith("expected")}
+    found: dict[str, list[Change]] = {key: [] for key in SECTIONS if not key.startswith("findings")}
     unchanged = 0
     for key in sorted(before.keys() | after.keys(), key=lambda k: results.sort_key({"id": k[0], "dtype": k[1]})):
         was, now = before.get(key), after.get(key)
@@ -161,14 +156,14 @@ def compare(old: Mapping[str, Any], new: Mapping[str, Any], old_name: str = "old
         why = detail(now) or detail(was)
         statuses = (was["status"] if was else None, now["status"] if now else None)
         found[section].append(Change(key[0], key[1], level, *statuses, why))
-    listed, listing = _entries(old), _entries(new)
-    order = sorted(listed.keys() | listing.keys(), key=lambda k: (k[0], k[1] or "", k[2] or ""))
+    listed, listing = _findings(old), _findings(new)
+    order = sorted(listed.keys() | listing.keys())
     return Comparison(
         old=_run(old_name, old),
         new=_run(new_name, new),
         **{key: tuple(changes) for key, changes in found.items()},
-        expected_added=tuple(listing[k] for k in order if k not in listed),
-        expected_gone=tuple(listed[k] for k in order if k not in listing),
+        findings_added=tuple(listing[k] for k in order if k not in listed),
+        findings_gone=tuple(listed[k] for k in order if k not in listing),
         unchanged=unchanged,
     )
 
@@ -179,11 +174,10 @@ def _run_line(side: str, run: Run) -> str:
     return f"{side}: {run.backend} {run.version} on {run.device}, created {run.created} ({run.name}): gate {gate}{incomplete}"
 
 
-def line(item: Change | Expected) -> str:
-    """One change as ``RULE[DTYPE]: OLD -> NEW  why``, or one expected-failures entry with its reason."""
-    if isinstance(item, Expected):
-        only = f" ({item.status} only)" if item.status else ""
-        return f"{item.rule}[{item.dtype or '*'}]{only}: {item.reason}"
+def line(item: Change | Listed) -> str:
+    """One change as ``RULE[DTYPE]: OLD -> NEW  why``, or one finding with its class, upstream status and title."""
+    if isinstance(item, Listed):
+        return f"{item.id} ({item.klass}, {item.upstream}): {item.title}"
     why = f"  {item.detail}" if item.detail else ""
     return f"{item.rule}[{item.dtype}]: {item.old or 'absent'} -> {item.new or 'absent'}{why}"
 
@@ -202,7 +196,7 @@ def text(comparison: Comparison) -> str:
         changed = ", ".join(f"{SECTIONS[key]} {n}" for key, n in counts.items() if n)
         lines += ["", f"{changed}; unchanged {c.unchanged}"]
     else:
-        lines.append(f"nothing changed: the same status for all {c.unchanged} results, and the same expected failures")
+        lines.append(f"nothing changed: the same status for all {c.unchanged} results, and the same findings")
     return "\n".join(lines) + "\n"
 
 

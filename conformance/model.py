@@ -291,6 +291,8 @@ class AutogradModel(RuleBasedStateMachine):
             if self.modes:
                 self.run(f"{self.modes.pop()[0]}.__exit__(None, None, None)\n")
             return
+        if action == "enable_grad" and not self.has("enable_grad"):
+            action = "no_grad"
         name = f"mode{len(self.modes)}"
         self.run(f"{name} = {action}()\n{name}.__enter__()\n")
         self.modes.append((name, action == "enable_grad"))  # only once entered: teardown exits it
@@ -322,7 +324,8 @@ class AutogradModel(RuleBasedStateMachine):
         root = self.apply(op, [a])
         if not isinstance(root, Var):
             return root
-        create_graph = create_graph and self.has("higher_order")
+        create_graph = create_graph and self.has("higher_order", "backward_create_graph")
+        retain_graph = retain_graph if self.has("retain_graph") else None
         inputs = list({id(v): v for v in inputs if v.requires_grad and v.node is None}.values())
         inputs = inputs if self.has("backward_inputs") else []
         self.backward_from(root, retain_graph, create_graph, inputs)

@@ -60,8 +60,6 @@ unrelated rules unrun: every crash is one check's failure, so the cap is effecti
 STASH = pytest.StashKey["Run"]()
 OUTCOME = pytest.StashKey[runner.Outcome]()
 """Set on each rule's test item: what the results file and the report record about it."""
-EXPECTED = pytest.StashKey[Any]()
-"""Set by the results collector on a check its expected-failures file lists (a ``gate.Expectation``)."""
 
 
 @dataclass
@@ -86,8 +84,7 @@ class Run:
     shape_pool: int | None = None
     """``--shape-pool``: each rule draws its shapes from this many shape sets (for compile-per-shape engines)."""
     gate: Gate = field(default_factory=Gate)
-    """The gate with ``--expected-failures``: set by the results collector; random programs leave out the op
-    forms whose rules it lists (``runner.check``'s ``known``)."""
+    """The gate with ``--findings``: set by the results collector; its findings excuse cases (``runner.check``)."""
 
     def check(self, rule: specs.Rule, dtype: str, stash: pytest.Stash | None = None) -> runner.Outcome:
         """Run one rule in one dtype: skip when unsupported, fail with a repro on divergence.
@@ -97,7 +94,6 @@ class Run:
         inflight = self.inflight(self.worker) if self.isolated else None
         if inflight is not None:
             inflight.parent.mkdir(parents=True, exist_ok=True)
-        listed = stash is not None and EXPECTED in stash
         outcome = runner.check(
             self.adapter,
             rule,
@@ -106,9 +102,8 @@ class Run:
             self.seed,
             self.hypothesis_settings,
             inflight,
-            shrink=not listed,
             shape_pool=self.shape_pool,
-            known=self.gate.failing(dtype),
+            findings=self.gate.findings,
         )
         if stash is not None:
             stash[OUTCOME] = outcome
@@ -120,15 +115,19 @@ class Run:
         return self.repro_dir / self.adapter.name / ".inflight" / f"{worker}.pickle"
 
     def conclude(self, outcome: runner.Outcome) -> None:
-        """Skip an unsupported rule; fail a diverging one, with its repro written."""
+        """Skip an unsupported rule; fail a diverging one, with its repro written; an excused one is xfailed."""
         if outcome.missing:
             pytest.skip(f"unsupported: {self.adapter.name} lacks {', '.join(outcome.missing)}")
-        if outcome.failure is not None:
+        shown = outcome.failure or outcome.expected
+        if shown is not None:
             outcome.replay = self.replay(outcome.rule, outcome.dtype)
             outcome.repro_path, outcome.repro = repro.write(
-                self.repro_dir, self.adapter, outcome.rule, outcome.failure, self.device, outcome.replay
+                self.repro_dir, self.adapter, outcome.rule, shown, self.device, outcome.replay
             )
+        if outcome.failure is not None:
             pytest.fail(self.explain(outcome), pytrace=False)
+        if outcome.excused:
+            pytest.xfail(", ".join(f"{key} ({n} cases)" for key, n in sorted(outcome.excused.items())))
 
     def replay(self, rule: specs.Rule, dtype: str) -> str:
         return f"pytest {self.args} --dtypes={dtype} -k {shlex.quote(rule.id)}"

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from conformance import specs
+from conformance.findings import NO_FINDINGS
 from conformance.gate import Gate
 from conformance.runtime import ConformanceFailure
 
 SCHEMA = "autograd-conformance-results"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATUSES = (
     "passed",
     "failed",
@@ -60,6 +61,7 @@ def record(rule: specs.Rule, dtype: str, status: str, **facts: Any) -> dict[str,
         "id": rule.id,
         "area": rule.area,
         "level": rule.level,
+        "convention": rule.convention,
         "statement": rule.statement,
         "references": list(rule.references),
         "dtype": dtype,
@@ -111,6 +113,8 @@ def problems(doc: Any) -> list[str]:
             found.append(f"'backend.{key}' must be a string")
     if not isinstance(doc["gate"].get("holds"), bool) or not isinstance(doc["gate"].get("levels"), list):
         found.append("'gate' needs 'holds' (true or false) and 'levels' (a list)")
+    if not isinstance(doc["gate"].get("findings"), list):
+        found.append("'gate' needs 'findings' (a list)")
     for i, result in enumerate(doc["results"]):
         where = f"results[{i}]"
         if not isinstance(result, dict):
@@ -168,8 +172,9 @@ def merge(docs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         into["results"] = sorted(by_case.values(), key=sort_key)
         into["duration_s"] = into["duration_s"] + doc["duration_s"]
         into["incomplete"] = into.get("incomplete") or doc.get("incomplete")
-        # expected failures are already in the statuses: the first run's levels decide the rest
-        gate = Gate(tuple(into["gate"]["levels"]), (), into["gate"].get("strict_expected", False))
+        # findings' excuses are already in the statuses: the first run's levels decide the rest
+        g = into["gate"]
+        gate = Gate(tuple(g["levels"]), NO_FINDINGS, g.get("strict_expected", False), g.get("conventions", False))
         broken = gate.broken_by(into["results"], into.get("incomplete"))
         into["gate"].update(holds=not broken, broken_by=broken)
     for doc in merged.values():

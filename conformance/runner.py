@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import hypothesis
-from hypothesis import Phase, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import FlakyFailure
 
 from conformance import runtime, templates
 from conformance.adapter import OPS
 from conformance.failures import CheckFailure, execute
+from conformance.findings import NO_FINDINGS, Excuse, Excused, Findings
 from conformance.literal import Script
 from conformance.model import ModelTemplate
 from conformance.specs import Rule
@@ -42,6 +43,13 @@ class Outcome:
     missing: list[str] = field(default_factory=list)
     """Capabilities, ops (``op:NAME``) or the device the engine lacks: the rule is unsupported."""
     failure: CheckFailure | None = None
+    """The first divergence no finding excuses (shrunk): the rule failed."""
+    excuses: tuple[Excuse, ...] = ()
+    """The findings' excuses that name this check."""
+    excused: dict[str, int] = field(default_factory=dict)
+    """Finding key -> cases it set aside (failed as it explains, or met its hang's condition)."""
+    expected: CheckFailure | None = None
+    """The first excused divergence, as drawn: what the report shows of an expected failure."""
     examples: int = 0
     """Cases run: explicit, generated and shrinking."""
     engine_seconds: float | None = None
@@ -64,8 +72,12 @@ def missing(adapter: Any, rule: Rule, dtype: str, device: str) -> list[str]:
     """Why ``adapter`` cannot run ``rule`` in ``dtype`` on ``device``; empty when it can."""
     needs = [*templates.needs(rule), dtype]
     lacks = [n for n in needs if n not in adapter.capabilities]
-    ops = adapter.ops
-    lacks += [f"op:{name}" for name in sorted(TEMPLATES[rule.template].ops(rule)) if not hasattr(ops, name)]
+    called = TEMPLATES[rule.template].ops(rule)
+    lacks += [f"op:{name}" for name in sorted(called) if not hasattr(adapter.ops, name)]
+    form = ".".join(rule.id.split(".")[1:3]) if rule.area == "ops" else None
+    for capability, gaps in getattr(adapter, "op_gaps", {}).items():
+        if capability in needs:
+            lacks += [f"{capability}:{name}" for name in sorted(gaps) if name in called or name == form]
     if device not in adapter.devices():
         lacks.append(f"device:{device}")
     return lacks
@@ -144,23 +156,24 @@ def check(
     seed: int | None = None,
     overrides: settings | None = None,
     inflight: Path | None = None,
-    shrink: bool = True,
     shape_pool: int | None = None,
-    known: frozenset[str] = frozenset(),
+    findings: Findings = NO_FINDINGS,
 ) -> Outcome:
     """Run ``rule`` in ``dtype`` through Hypothesis; the outcome holds the shrunk failure, if any.
 
     ``seed`` None is the gate's seed, fixed per rule (and derandomized shape pools: ``Given.seed``);
     ``overrides`` replaces the loaded profile.
-    ``shrink`` False keeps the first failing case as it was drawn: for a check listed as an expected
-    failure, whose deviation is known, shrinking is most of a slow engine's time and tells nothing new.
-    ``shape_pool`` draws the shapes from that many shape sets fixed per rule (``Given.shape_pool``);
-    ``known`` are the rules the engine's expected-failures file lists in ``dtype`` (``Given.known``).
+    ``shape_pool`` draws the shapes from that many shape sets fixed per rule (``Given.shape_pool``).
+    ``findings`` excuse cases: one that fails as a finding explains, or meets the condition of a finding's
+    hang, is set aside and counted, and the rule goes on drawing; random programs leave out the op forms whose
+    rules a finding excuses a divergence of (``Findings.diverging``, ``Given.known``).
     """
-    outcome = Outcome(rule, dtype, missing=missing(adapter, rule, dtype, device))
+    excuses = findings.excuses(rule.id, dtype)
+    outcome = Outcome(rule, dtype, missing=missing(adapter, rule, dtype, device), excuses=excuses)
     template = TEMPLATES[rule.template]
     if outcome.missing:
         return outcome
+    excused = Excused(excuses, outcome.excused)
     tolerances = dict(rule.tolerances)
     where = InFlight(inflight)
     drawn_with = seed if seed is not None else rule_seed(rule, dtype)
@@ -174,10 +187,8 @@ def check(
 
         test = template.test(adapter, rule, dtype, device, drawn_with, overrides, progress)
     else:
-        drawing = drawn_rule(adapter, rule, shape_pool, seed, known)
-        test = _property(adapter, drawing, dtype, device, template, outcome, where, tolerances)
-        if not shrink:
-            overrides = settings(overrides, phases=[p for p in Phase if p not in (Phase.shrink, Phase.explain)])
+        drawing = drawn_rule(adapter, rule, shape_pool, seed, findings.diverging(dtype))
+        test = _property(adapter, drawing, dtype, device, template, outcome, where, tolerances, excused)
         if overrides is not None:
             test = overrides(test)
         test = hypothesis.seed(drawn_with)(test)
@@ -185,7 +196,10 @@ def check(
         test()
     except CheckFailure as failure:
         failure.tolerances = tolerances
-        outcome.failure = failure
+        if isinstance(template, ModelTemplate) and excused.after(None, failure.kind) is not None:
+            outcome.expected = failure  # the stateful model stops at its failure: excused whole, by its kind
+        else:
+            outcome.failure = failure
     except FlakyFailure as flaky:  # a case failed, then passed when Hypothesis replayed it: still the engine's
         failure = next((e for e in flaky.exceptions if isinstance(e, CheckFailure)), None)
         if failure is None:
@@ -202,8 +216,11 @@ def drawn_rule(
     adapter: Any, rule: Rule, shape_pool: int | None, seed: int | None, known: frozenset[str] = frozenset()
 ) -> Rule:
     """``rule`` with what its cases are drawn from in this run: the shape pool, the seed, the engine's ops (random
-    programs use only those) and the rules its expected-failures file lists (``Given``)."""
-    has = frozenset(name for name in OPS if hasattr(adapter.ops, name))
+    programs use only those) and the rules its findings excuse a divergence of (``Given``)."""
+    gaps = {name for names in getattr(adapter, "op_gaps", {}).values() for name in names}
+    # what a capability of the engine does not reach is left out, like a form whose rules a finding excuses
+    has = frozenset(name for name in OPS if hasattr(adapter.ops, name) and name not in gaps)
+    known = known | {f"ops.{name}." for name in gaps if "." in name}
     return replace(rule, given=replace(rule.given, shape_pool=shape_pool, seed=seed, ops=has, known=known))
 
 
@@ -226,8 +243,10 @@ def _property(
     outcome: Outcome,
     where: InFlight,
     tolerances: dict[str, tuple[float, float]],
+    excused: Excused,
 ) -> Callable[[], None]:
-    """The Hypothesis test of a rule whose template draws cases and writes one script per case."""
+    """The Hypothesis test of a rule whose template draws cases and writes one script per case; a case a finding
+    excuses is set aside (before it runs for a hang or crash, after it fails for a divergence) and the test goes on."""
     explicit = [template.example(rule, example_case(rule.given, raw, dtype)) for raw in rule.examples]
     first = explicit[0] if explicit else None
     filename = f"<rule {rule.id}>"
@@ -237,12 +256,20 @@ def _property(
     def prop(batch: tuple[Any, ...]) -> None:
         for case in batch:
             outcome.examples += 1
+            if excused.excuses and excused.before(case) is not None:
+                continue
             script = template.script(rule, case)
             if case is first:
                 outcome.example_script = script.text()
             where.write(rule, dtype, case, script)
             try:
                 execute(script, dict(bound), filename, case, dtype)
+            except CheckFailure as failure:
+                if excused.after(case, failure.kind) is None:
+                    raise
+                if outcome.expected is None:
+                    failure.tolerances = tolerances
+                    outcome.expected = failure
             finally:
                 outcome.engine_seconds = stopwatch.seconds
 

@@ -29,7 +29,7 @@ _ID = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9][a-z0-9_-]*)+$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 COMMON_FIELDS = {
     "id", "area", "level", "statement", "template", "references", "needs", "dtypes", "tolerance",
-    "given", "examples",
+    "given", "examples", "convention",
 }  # fmt: skip
 _GIVEN = {
     "names", "shapes", "min_dims", "max_dims", "min_side", "max_side", "max_size", "domain", "like", "fixed",
@@ -102,7 +102,7 @@ class Given:
     """Set by the run, never by a spec: the run's seed (None in the gate), which the shape pools are drawn with
     (``strategies.shape_pool``); without one they are derandomized, the same on every run."""
     known: frozenset[str] = frozenset()
-    """Set by the run, never by a spec: the rules the engine's expected-failures file lists in this dtype.
+    """Set by the run, never by a spec: the rules the engine's findings excuse a divergence of in this dtype.
     Random programs leave out the op forms whose own rules are among them: that deviation is already
     reported by its rule, and a program failure should be about composition."""
 
@@ -127,6 +127,9 @@ class Rule:
     needs: tuple[str, ...]
     references: tuple[str, ...]
     path: str
+    convention: bool = False
+    """What PyTorch does where the catalog calls it implementation-defined (ties split, a clamp's bounds): outside
+    the default gate, which ``--gate-conventions`` widens to them (an engine that claims PyTorch parity)."""
 
 
 def _expect(cond: bool, path: Path, rule: str | None, fld: str, message: str) -> None:
@@ -155,6 +158,11 @@ def _check_example_sizes(example: Mapping[str, Any], path: Path, rid: str, i: in
 def _count(value: Any) -> int:
     """How many numbers nested lists hold."""
     return sum(_count(v) for v in value) if isinstance(value, list) else 1
+
+
+def _flag(value: Any, path: Path, rule: str, fld: str) -> bool:
+    _expect(isinstance(value, bool), path, rule, fld, f"must be true or false, got {value!r}")
+    return value
 
 
 def _str_list(value: Any, path: Path, rule: str, fld: str) -> tuple[str, ...]:
@@ -294,6 +302,7 @@ def parse_rule(
         tolerances={**(default_tolerances or {}), **_tolerances(raw.get("tolerance", {}), path, rid)},
         needs=needs,
         references=_str_list(raw.get("references", []), path, rid, "references"),
+        convention=_flag(raw.get("convention", False), path, rid, "convention"),
         path=str(path),
     )
 

@@ -349,3 +349,9 @@ def load(paths: Iterable[Path] | None = None) -> list[Rule]:
 def needs(rule: Rule) -> tuple[str, ...]:
     """The capabilities a rule needs: declared, plus those its template implies."""
     return tuple(dict.fromkeys([*rule.needs, *TEMPLATES[rule.template].needs(rule)]))
+
+
+def draws_arrays(rule: Rule) -> bool:
+    """Whether a rule's cases are drawn arrays (a ``Case``), on which a finding's condition can be tested: not the
+    stateful model's step sequences nor the random programs."""
+    return isinstance(TEMPLATES.get(rule.template), Template)

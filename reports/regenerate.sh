@@ -15,13 +15,13 @@ run() {
 }
 
 # Every rule on every shipped backend: the reference engines (torch, numpy), torch through torch.func only,
-# and the adapters for real alternative engines, each with its known gaps where it has some. The benchmark runs
+# and the adapters for real alternative engines, each with its findings where it has some. The benchmark runs
 # each with -n 1 and -n 2 (WORKERS overrides: WORKERS=2 for one run each); the report is built from the results
 # of the run with the most workers, which the benchmark keeps in reports/results/.
 BACKENDS=(torch numpy torch-func mygrad jax autograd paddle tensorflow mlx tinygrad)
 # engine_args NAME: a backend's own options. jax and tinygrad compile per fresh shape: each rule draws its shapes
 # from 4 fixed shape sets (docs/engines.md); tinygrad's slowest check takes seconds on a fresh kernel cache (8 s
-# measured), the timeout leaves room. MLX's known spin (mlx.toml) is cut short: no other check of it takes a second.
+# measured), the timeout leaves room. MLX's known spin (specs/findings/mlx.toml) is cut short: no other check of it takes a second.
 engine_args() {
     case "$1" in
         jax) echo "--shape-pool=4" ;;
@@ -50,9 +50,9 @@ if browser=$(command -v chromium || command -v chromium-browser); then
     rm -f "$page"
 fi
 
-# Deliberately broken adapters (tests/broken/), on the broadcasting rules; one with an
-# expected-failures file, to show expected failures beside failures.
+# Deliberately broken adapters (tests/broken/), on the broadcasting rules; one with a
+# findings file, to show a finding and its expected failures beside failures.
 run broken-align --backend=tests.broken.broadcasting:AddAlignsLeading --specs=specs/broadcasting.toml \
-    --expected-failures=reports/broken-expected-failures.toml "$@"
+    --findings=reports/broken-findings.toml "$@"
 run broken-mul --backend=tests.broken.broadcasting:MulGradNotReduced --specs=specs/broadcasting.toml "$@"
 python -m conformance report reports/results/broken-align.json reports/results/broken-mul.json -o reports/broken.html

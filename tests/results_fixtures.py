@@ -66,12 +66,17 @@ def made_up_doc(name: str, statuses: dict[tuple[str, str], str], **overrides: An
                 "id": rule_id,
                 "area": rule_id.split(".")[0],
                 "level": "recommended" if ".rec-" in rule_id else "required",
+                "convention": False,
                 "statement": f"The rule {rule_id} <holds> & more.",
                 "references": ["https://example.org/spec"],
                 "dtype": dtype,
                 "status": status,
                 "missing": ["higher_order"] if status == "unsupported" else [],
-                "expected": {"reason": "known gap", "link": None}
+                "expected": {
+                    "findings": [{"id": f"{name}/known-gap", "title": "known gap", "class": "bug", "cases": 1}],
+                    "reason": "known gap",
+                    "link": None,
+                }
                 if status in ("expected_failure", "unexpectedly_passed")
                 else None,
                 "examples_run": 3,
@@ -118,8 +123,24 @@ def made_up_doc(name: str, statuses: dict[tuple[str, str], str], **overrides: An
         "repro_library": "# ---- inlined from runtime ----\nSHARED = 1\n",
         "gate": {
             "levels": ["required"],
+            "conventions": False,
             "strict_expected": False,
-            "expected_failures": [],
+            "findings": [
+                {
+                    "id": f"{name}/known-gap",
+                    "title": "known gap",
+                    "class": "bug",
+                    "upstream": "not reported",
+                    "links": [],
+                    "versions": ["1.0"],
+                    "nondeterministic": False,
+                    "report": None,
+                    "repro": "import engine\n",
+                    "excuses": [],
+                }
+            ]
+            if any(r["expected"] for r in records)
+            else [],
             "holds": not gate_broken,
             "broken_by": gate_broken,
         },

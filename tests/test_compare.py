@@ -47,19 +47,19 @@ NEW = {
 del NEW["l.gone", "float32"]
 
 
-def _entry(rule: str, dtype: str | None = None, status: str | None = None, reason: str = "known") -> dict:
-    return {"rule": rule, "dtype": dtype, "status": status, "reason": reason, "link": None}
+def _finding(key: str, title: str = "known") -> dict:
+    return {"id": key, "title": title, "class": "bug", "upstream": "not reported"}
 
 
 def _docs() -> tuple[dict, dict]:
     old = made_up_doc("alpha", OLD, created="2025-01-01T00:00:00+00:00")
     new = made_up_doc("alpha", NEW, created="2025-02-01T00:00:00+00:00")
     new["backend"] = {**new["backend"], "version": "1.1"}
-    old["gate"]["expected_failures"] = [_entry("b.fails"), _entry("ops.*", status="timeout"), _entry("x.gone")]
-    new["gate"]["expected_failures"] = [
-        _entry("b.fails", reason="reworded"),
-        _entry("ops.*", status="crashed"),
-        _entry("d.fails", "float32", reason="new <gap>"),
+    old["gate"]["findings"] = [_finding("alpha/b-fails"), _finding("alpha/spins"), _finding("alpha/gone")]
+    new["gate"]["findings"] = [
+        _finding("alpha/b-fails", title="reworded"),
+        _finding("alpha/spins"),
+        _finding("alpha/d-fails", title="new <gap>"),
     ]
     return old, new
 
@@ -88,14 +88,8 @@ def test_every_kind_of_change_is_sorted_into_its_section() -> None:
     ]
     assert _rows(c.added) == [("m.added", "float64", None, "failed")]
     assert _rows(c.gone) == [("l.gone", "float32", "passed", None)]
-    assert [(e.rule, e.dtype, e.status) for e in c.expected_added] == [
-        ("d.fails", "float32", None),
-        ("ops.*", None, "crashed"),
-    ]
-    assert [(e.rule, e.dtype, e.status) for e in c.expected_gone] == [
-        ("ops.*", None, "timeout"),
-        ("x.gone", None, None),
-    ]
+    assert [e.id for e in c.findings_added] == ["alpha/d-fails"]
+    assert [e.id for e in c.findings_gone] == ["alpha/gone"]
     assert c.unchanged == 2
     assert (c.old.version, c.new.version, c.old.holds, c.new.holds) == ("1.0", "1.1", False, False)
 
@@ -137,11 +131,11 @@ def test_text_has_a_header_a_section_per_kind_and_counts() -> None:
     assert "  i.other[float32]: unsupported -> passed  lacks higher_order" in lines
     assert "  m.added[float64]: absent -> failed  [value] values differ" in lines
     assert "  l.gone[float32]: passed -> absent" in lines
-    assert "expected failures added (2):" in lines and "  ops.*[*] (crashed only): known" in lines
-    assert "  x.gone[*]: known" in lines
+    assert "findings added (1):" in lines and "  alpha/d-fails (bug, not reported): new <gap>" in lines
+    assert "  alpha/gone (bug, not reported): known" in lines
     assert lines[-1] == (
         "newly failing 4, newly passing 3, status changed otherwise 3, rules added 1, rules gone 1, "
-        "expected failures added 2, expected failures gone 2; unchanged 2"
+        "findings added 1, findings gone 1; unchanged 2"
     )
 
 
@@ -159,9 +153,10 @@ def test_html_is_self_contained_and_shows_the_changes() -> None:
     assert not re.search(r"<(link|img|iframe|script)\b|\bsrc=|@import|url\(", page), "nothing external"
     assert page.count("<style>") == 1 and ".st.st-passed" in page, "the report's CSS, inlined"
     sections = re.findall(r'data-section="([a-z_]+)"', page)
-    assert sections == ["newly_failing", "newly_passing", "changed", "added", "gone", "expected_added", "expected_gone"]
-    for rule in ("a.fails", "d.fails", "e.fixed", "h.other", "m.added", "l.gone", "x.gone"):
+    assert sections == ["newly_failing", "newly_passing", "changed", "added", "gone", "findings_added", "findings_gone"]
+    for rule in ("a.fails", "d.fails", "e.fixed", "h.other", "m.added", "l.gone"):
         assert f'data-rule="{rule}"' in page
+    assert 'data-finding="alpha/gone"' in page
     assert "new &lt;gap&gt;" in page and "<gap>" not in page, "text is escaped"
     assert "alpha <small>1.0</small>" in page and "alpha <small>1.1</small>" in page
     old, _ = _docs()
@@ -205,12 +200,11 @@ def test_html_and_json_outputs(tmp_path: Path, capsys) -> None:
         "new": "failed",
         "detail": "[value] values differ",
     }
-    assert doc["expected_added"][0] == {
-        "rule": "d.fails",
-        "dtype": "float32",
-        "status": None,
-        "reason": "new <gap>",
-        "link": None,
+    assert doc["findings_added"][0] == {
+        "id": "alpha/d-fails",
+        "title": "new <gap>",
+        "klass": "bug",
+        "upstream": "not reported",
     }
 
 

@@ -122,8 +122,8 @@ def test_programs_draw_only_the_engines_ops() -> None:
 
 
 def test_programs_leave_out_the_forms_an_engine_is_known_to_fail() -> None:
-    """A form whose own rule the engine's expected-failures file lists is not drawn: that rule reports it, and a
-    program failure should be about composition. Through the run: ``Given.known``, set by ``runner.check``."""
+    """A form whose own rule a finding of the engine excuses is not drawn: that rule reports it, and a program
+    failure should be about composition. Through the run: ``Given.known``, set by ``runner.check``."""
     known = frozenset({"ops.squeeze.dim.vjp", "ops.amax.all.vjp2", "broadcasting.grad.sum-to-input-shape"})
     forms = {f.id for f in drawn_forms("jvp", None, known)}
     assert {f.id for f in catalog()} - forms == {"squeeze.dim", "amax.all"}

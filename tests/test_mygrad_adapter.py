@@ -75,3 +75,36 @@ def test_errors_are_mygrads(adapter: MygradAdapter) -> None:
     types, pattern = adapter.errors["nonfloat_requires_grad"]
     with pytest.raises(types, match=pattern):
         adapter.tensor(np.ones(3), "int64", requires_grad=True)
+
+
+def test_features_mygrad_lacks_are_undeclared(adapter: MygradAdapter) -> None:
+    """mygrad's backward has no retain_graph (it always clears the graph), there is no enable_grad (only
+    no_autodiff) and no requires_grad_ (the constant flag is fixed at creation): unsupported, not failed."""
+    import mygrad as mg
+
+    assert not adapter.capabilities & {"retain_graph", "enable_grad", "requires_grad_", "backward_create_graph"}
+    assert {"stateful", "is_leaf", "no_grad", "detach"} <= adapter.capabilities
+    y = mg.tensor([1.0, 2.0]) * 2
+    with pytest.raises(TypeError, match="retain_graph"):
+        y.backward(retain_graph=True)
+    assert not hasattr(mg, "enable_grad") and not hasattr(mg.Tensor, "requires_grad_")
+
+
+def test_clone_is_mygrads_differentiable_copy(adapter: MygradAdapter) -> None:
+    """clone is mygrad.positive (a copy with an identity backward), not Tensor.copy(), which drops the graph."""
+    x = adapter.tensor(B, "float64", requires_grad=True)
+    c = adapter.ops.clone(x)
+    assert (adapter.is_leaf(c), adapter.requires_grad(c), adapter.has_grad_fn(c)) == (False, True, True)
+    assert not adapter.shares_storage(c, x)
+    adapter.backward(adapter.ops.mul(c, adapter.tensor(B, "float64")), adapter.tensor(np.ones(3), "float64"))
+    np.testing.assert_array_equal(adapter.grad_of(x), B)
+
+
+def test_detach_is_a_constant_tensor_over_the_same_data(adapter: MygradAdapter) -> None:
+    """detach is mygrad.astensor(t, constant=True): a new constant leaf with no copy of the data."""
+    x = adapter.tensor(B, "float64", requires_grad=True)
+    y = adapter.ops.mul(x, 2.0)
+    d = adapter.detach(y)
+    assert d is not y and adapter.shares_storage(d, y)
+    assert (adapter.is_leaf(d), adapter.requires_grad(d), adapter.has_grad_fn(d)) == (True, False, False)
+    np.testing.assert_array_equal(adapter.numpy(d), 2 * B)

@@ -32,6 +32,17 @@ def test_follows_the_protocol(adapter: PaddleAdapter) -> None:
     assert not hasattr(paddle, "inference_mode") and not hasattr(paddle.Tensor, "sum_to_size")
 
 
+def test_missing_backward_create_graph_and_retains_grad_are_undeclared(adapter: PaddleAdapter) -> None:
+    """paddle's backward has no create_graph (only paddle.grad has) and there is no retains_grad query:
+    their capabilities are left out, so their rules are unsupported, not failed."""
+    assert not adapter.capabilities & {"backward_create_graph", "retains_grad"}
+    assert {"is_leaf", "requires_grad_", "enable_grad", "retain_graph"} <= adapter.capabilities
+    y = (_leaf() * 2).sum()
+    with pytest.raises(TypeError, match="create_graph"):
+        y.backward(create_graph=True)
+    assert not hasattr(_leaf(), "retains_grad") and hasattr(_leaf(), "retain_grads")
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_half_dtypes_lack_cpu_kernels(dtype: str) -> None:
     """Why float16 and bfloat16 are not declared: the tensors exist, basic arithmetic does not."""
@@ -62,9 +73,41 @@ def test_leaf_state_is_paddles(adapter: PaddleAdapter) -> None:
     c = adapter.tensor(np.ones(3), "float32")
     assert (adapter.requires_grad(x), x.stop_gradient, adapter.requires_grad(c)) == (True, False, False)
     assert adapter.is_leaf(x) and adapter.grad_of(x) is None
-    assert x.grad_fn.name() == "GradNodeAccumulation" and adapter.has_grad_fn(x)  # paddle's grad_fn of a leaf
     y = adapter.ops.mul(x, 2.0)
     assert (adapter.is_leaf(y), adapter.requires_grad(y)) == (False, True)
+
+
+def test_a_leaf_has_no_grad_fn_though_paddle_hangs_its_accumulation_node_there(adapter: PaddleAdapter) -> None:
+    """has_grad_fn is ``not is_leaf``: paddle's grad_fn of every leaf (requiring grad or not) is its
+    GradNodeAccumulation, where torch keeps AccumulateGrad out of grad_fn."""
+    for requires_grad in (True, False):
+        x = adapter.tensor(np.ones(3), "float32", requires_grad=requires_grad)
+        assert x.grad_fn.name() == "GradNodeAccumulation"
+        assert (adapter.is_leaf(x), adapter.has_grad_fn(x)) == (True, False)
+    y = adapter.ops.mul(adapter.tensor(np.ones(3), "float32", requires_grad=True), 2.0)
+    assert (adapter.is_leaf(y), adapter.has_grad_fn(y)) == (False, True) and y.grad_fn.name() != "GradNodeAccumulation"
+    w = adapter.tensor(np.ones(3), "float32", requires_grad=True)
+    opt = adapter.optimizer([w], 0.1)
+    adapter.backward(adapter.ops.sum(adapter.ops.mul(w, w)))
+    adapter.step(opt)
+    assert (adapter.is_leaf(w), adapter.has_grad_fn(w)) == (True, False)  # a parameter stays a leaf
+
+
+def test_inplace_ops_take_a_python_number_as_a_tensor(adapter: PaddleAdapter) -> None:
+    """paddle's multiply_, add_, subtract_ take only a tensor (a number raises AttributeError in paddle):
+    the adapter hands them a 0-d tensor of the number, in the target's dtype, as paddle's operators read it."""
+    with pytest.raises(AttributeError, match="'float' object has no attribute 'shape'"):
+        paddle.ones([2], dtype="float64").multiply_(2.0)
+    ops = adapter.ops
+    for dtype in ("float32", "float64"):
+        c = adapter.tensor(np.array([1.0, 2.0]), dtype)
+        assert ops.sub_(ops.add_(ops.mul_(c, 3.0), 1), 0.5) is c
+        assert adapter.dtype(c) == dtype and adapter.version(c) == 3
+        np.testing.assert_array_equal(adapter.numpy(c), [3.5, 6.5])
+        x = adapter.tensor(np.array([1.0, 2.0]), dtype, requires_grad=True)
+        types, pattern = adapter.errors["leaf_inplace"]
+        with pytest.raises(types, match=pattern):  # what the rule tests, now reached
+            ops.mul_(x, 2.0)
 
 
 def test_devices(adapter: PaddleAdapter) -> None:

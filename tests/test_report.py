@@ -131,7 +131,10 @@ def test_scoreboard_and_findings_summarise_each_engine() -> None:
     board = html.split('<section id="scoreboard">', 1)[1].split("</section>", 1)[0]
     assert board.count("<tr data-engine=") == 2 and "<th>area</th><th>other</th><th>all</th>" in board
     findings = html.split('<section id="findings">', 1)[1].split("</section>", 1)[0]
-    assert "alpha 1.0: 3 deviations" in findings and "beta 1.0: 1 deviations" in findings
+    assert "alpha 1.0: 1 findings (1 bugs, 1 not reported upstream; 0 design), 1 checks explained; 2 unexplained" in (
+        findings
+    )
+    assert "beta 1.0: 0 findings" in findings and 'id="finding-alpha/known-gap"' in findings
     assert "known gap" in findings and "values differ" in findings and "Traceback: boom" in findings
 
 
@@ -147,4 +150,4 @@ def test_readme_table_is_generated_from_results(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     text = readme.read_text()
     assert "old" not in text and text.endswith("<!-- engines:end -->\nafter\n")
-    assert "| alpha | 1.0 | 1/4 | 1/1 | n/a | 1 | broken |" in text, text
+    assert "| alpha | 1.0 | 1 bugs (1 not reported), 0 design | 1/4 | 1/1 | n/a | 1 | broken |" in text, text

@@ -45,6 +45,7 @@ RESULT = {
     "status",
     "missing",
     "expected",
+    "convention",
     "examples_run",
     "duration_s",
     "engine_s",

@@ -14,11 +14,16 @@ The mapping, in mygrad's terms:
   ``dtype`` and ``shape`` read arrays and tensors alike, mygrad's ops take an array as a constant,
   and an in-place op on it (``zero_``) writes the array, as ``x.grad[...] = 0`` would in mygrad.
 * ``set_grad(t, None)`` is ``t.null_grad()``; mygrad's ``.grad`` cannot be assigned a value.
-* ``no_grad`` is ``mygrad.no_autodiff`` (a global switch, usable as a context and a decorator).
-* ``detach`` is a constant tensor over the same memory: ``mygrad.tensor(t, constant=True,
-  copy=False)`` (mygrad documents that a constant tensor does not copy its data).
+* ``no_grad`` is ``mygrad.no_autodiff`` (a global switch, usable as a context and a decorator);
+  mygrad has no way to switch graph tracking back on inside it, so ``enable_grad`` is not declared.
+* ``detach`` is ``mygrad.astensor(t, constant=True)``, mygrad's own constant tensor over the same data
+  (its docstring: a new tensor "with no copy of the underlying data"); ``stop_gradient`` is the same call.
+* ``clone`` is ``mygrad.positive``, mygrad's differentiable copy ("Returns a copy of the tensor", with an
+  identity backward); ``Tensor.copy()`` is documented as graph-free, so it is not a clone.
 * ``backward`` forwards ``retain_graph``, ``create_graph`` and ``inputs`` to mygrad only when set,
-  so mygrad's own ``TypeError`` says it has no such argument.
+  so mygrad's own ``TypeError`` says it has no such argument; ``retain_graph`` (mygrad's backward
+  always clears the graph) and ``backward_create_graph`` are not declared.
+* a tensor's ``constant`` flag is fixed when it is made, so ``requires_grad_`` is not declared.
 * ``vjp`` runs mygrad's backward on fresh leaves; the gradients are its arrays, not differentiable.
 """
 
@@ -103,9 +108,9 @@ OPS = types.SimpleNamespace(
     log_softmax=lambda a, dim: mg.nnet.logsoftmax(a, axis=dim),
     floor=mg.floor,
     argmax=lambda a: _as_tensor(mg.argmax(a)),
-    clone=lambda a: a.copy(),
+    clone=mg.positive,
     to_dtype=lambda a, dtype: a.astype(dtype),
-    stop_gradient=lambda a: mg.tensor(a, constant=True, copy=False),
+    stop_gradient=lambda a: mg.astensor(a, constant=True),
     add_=lambda a, b: mg.add(a, b, out=a),
     sub_=lambda a, b: mg.subtract(a, b, out=a),
     mul_=lambda a, b: mg.multiply(a, b, out=a),
@@ -128,6 +133,7 @@ class MygradAdapter:
     capabilities = frozenset(
         {
             "stateful",
+            "is_leaf",
             "no_grad",
             "graph_freeing",
             "inplace",
@@ -224,7 +230,7 @@ class MygradAdapter:
         raise _lacks("retain_grad (every non-constant tensor keeps its .grad)")
 
     def detach(self, t: mg.Tensor) -> mg.Tensor:
-        return mg.tensor(t, constant=True, copy=False)
+        return mg.astensor(t, constant=True)
 
     def version(self, t: mg.Tensor) -> int:
         raise _lacks("version counter")

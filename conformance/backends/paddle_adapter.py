@@ -8,14 +8,16 @@ shows up as a failing rule, never as a fix here. The mapping, in paddle's terms:
 
 * ``requires_grad`` is ``not stop_gradient``; ``requires_grad_`` is paddle's own ``requires_grad_``
   (it sets ``stop_gradient``); ``is_leaf`` and ``.grad`` (readable and assignable) are paddle's.
-* ``has_grad_fn`` is ``grad_fn is not None``: paddle gives a leaf its accumulation node
-  (``GradNodeAccumulation``) as ``grad_fn``, so a leaf made by ``to_tensor`` has one.
+* ``has_grad_fn`` is ``not is_leaf``: paddle hangs a leaf's accumulation node (``GradNodeAccumulation``)
+  on its ``grad_fn`` (where torch keeps ``AccumulateGrad`` out of ``grad_fn``), so ``grad_fn is not None``
+  holds for every leaf made by ``to_tensor``; paddle's ``is_leaf`` tells a leaf from an op's result.
 * ``backward`` is ``Tensor.backward(grad_tensor, retain_graph)``; ``backward_many`` is
   ``paddle.autograd.backward``; ``grad`` is ``paddle.grad``. Arguments paddle lacks
   (``create_graph`` and ``inputs`` on backward, ``materialize_grads``) are passed on only when set,
-  so paddle's own ``TypeError`` says it has no such argument.
-* ``retain_grad`` is ``retain_grads()``; paddle has no ``retains_grad`` query, and ``retains_grad``
-  reads the attribute all the same, so paddle's own ``AttributeError`` says so.
+  so paddle's own ``TypeError`` says it has no such argument; ``backward_create_graph`` and
+  ``backward_inputs`` are not declared.
+* ``retain_grad`` is ``retain_grads()``; paddle has no ``retains_grad`` query, so the ``retains_grad``
+  capability is not declared (the method reads the attribute all the same: paddle's own ``AttributeError``).
 * ``no_grad``, ``enable_grad``, ``set_grad_enabled``, ``is_grad_enabled`` are paddle's.
 * ``version`` is ``inplace_version``; ``shares_storage`` is ``_is_shared_buffer_with`` (paddle's
   only query of whether two tensors hold one buffer; ``data_ptr`` differs for a view at an offset).
@@ -31,12 +33,16 @@ shows up as a failing rule, never as a fix here. The mapping, in paddle's terms:
   paddle's default).
 
 Ops: tensor-number arithmetic goes through paddle's operators (``paddle.add`` and friends accept
-only tensors); ``sum_to_size`` is left out, as paddle has no such op.
+only tensors); the in-place ``add_``, ``subtract_`` and ``multiply_`` take only a tensor too (``y: Tensor``;
+they read ``y.shape``), so a Python number is handed to them as a 0-d tensor of it, in the target's dtype
+when that is floating, as paddle's own operators read a number (``x * 2.0`` keeps ``x``'s dtype);
+``sum_to_size`` is left out, as paddle has no such op.
 
 Declared missing: float16 and bfloat16, because the CPU build registers too few kernels for them
 (``add``, ``matmul``, ``tanh``, ``mean``, ``where`` ... raise ``NotFound``: a float16 tensor exists
-but cannot be computed with); ``inference_mode`` (paddle has none); ``backward_inputs`` (paddle's
-backward has no ``inputs``); ``devices`` (the CPU build has one).
+but cannot be computed with); ``inference_mode`` (paddle has none); ``backward_inputs`` and
+``backward_create_graph`` (paddle's ``Tensor.backward`` has neither ``inputs`` nor ``create_graph``; only
+``paddle.grad`` has ``create_graph``); ``retains_grad`` (no such query); ``devices`` (the CPU build has one).
 """
 
 from __future__ import annotations
@@ -98,14 +104,23 @@ OPS = types.SimpleNamespace(
     clone=paddle.clone,
     to_dtype=lambda a, dtype: a.astype(dtype),
     stop_gradient=paddle.Tensor.detach,
-    add_=lambda a, b: a.add_(b),
-    sub_=lambda a, b: a.subtract_(b),
-    mul_=lambda a, b: a.multiply_(b),
+    add_=lambda a, b: a.add_(_tensor_operand(a, b)),
+    sub_=lambda a, b: a.subtract_(_tensor_operand(a, b)),
+    mul_=lambda a, b: a.multiply_(_tensor_operand(a, b)),
     zero_=lambda a: a.zero_(),
     copy_=lambda a, b: a.copy_(b),
     setitem_=_setitem,
 )
 """Every op of the catalog but ``sum_to_size``, which paddle lacks."""
+
+
+def _tensor_operand(a: paddle.Tensor, b: Any) -> Any:
+    """``b`` as paddle's in-place methods take it: a tensor. A Python number becomes a 0-d tensor of it, in
+    ``a``'s dtype when ``a`` is floating (as paddle's operators read a number: ``x * 2.0`` keeps ``x``'s dtype),
+    else in paddle's default dtype for it."""
+    if isinstance(b, paddle.Tensor) or not isinstance(b, (int, float)):
+        return b
+    return paddle.to_tensor(b, dtype=a.dtype if a.is_floating_point() else None, place=a.place)
 
 
 def _given(**kwargs: Any) -> dict[str, Any]:
@@ -123,18 +138,26 @@ class PaddleAdapter:
 
     name = "paddle"
     ops = OPS
+    op_gaps = {
+        # "(Unavailable) The Op amax_grad doesn't have any grad op": no double-backward kernel
+        "higher_order": frozenset({"amax", "floor", "log_softmax", "softmax", "index.slices", "pow.tensors"})
+    }
     capabilities = frozenset(
         {
             "stateful",
+            "is_leaf",
+            "requires_grad_",
             "autograd_grad",
             "backward_many",
             "allow_unused",
             "retain_grad",
             "grad_assign",
             "no_grad",
+            "enable_grad",
             "set_grad_enabled",
             "higher_order",
             "graph_freeing",
+            "retain_graph",
             "inplace",
             "views",
             "version_counter",
@@ -164,7 +187,8 @@ class PaddleAdapter:
         "unused_input": _NOT_IN_GRAPH,
         "graph_freed": (SystemError, r"TensorWrappers of \w+ do not exist"),
         "modified_inplace": (RuntimeError, r"modified by an inplace operation"),
-        "leaf_inplace": (ValueError, r"Leaf Var .* that doesn't stop gradient can't use inplace strategy"),
+        # an in-place op says "Leaf Var", a setitem "Leaf Tensor": the same error (paddle has no views of a leaf)
+        "leaf_inplace": (ValueError, r"Leaf (Var|Tensor) .* that doesn't stop gradient can't use inplace strategy"),
         "grad_assign_mismatch": ((ValueError, RuntimeError), r"must be Tensor, but got|has different data type"),
         "hook_without_grad": (RuntimeError, r"Cannot register hook on a tensor that stop gradient"),
     }
@@ -226,7 +250,7 @@ class PaddleAdapter:
         return not t.stop_gradient
 
     def has_grad_fn(self, t: paddle.Tensor) -> bool:
-        return t.grad_fn is not None
+        return not t.is_leaf  # a leaf's grad_fn is its GradNodeAccumulation, not an op's node
 
     def requires_grad_(self, t: paddle.Tensor, flag: bool = True) -> paddle.Tensor:
         return t.requires_grad_(flag)
@@ -269,7 +293,7 @@ class PaddleAdapter:
         t.retain_grads()
 
     def retains_grad(self, t: paddle.Tensor) -> bool:
-        return t.retains_grad
+        return t.retains_grad  # not declared (``retains_grad``): paddle's own AttributeError says it has none
 
     def detach(self, t: paddle.Tensor) -> paddle.Tensor:
         return t.detach()

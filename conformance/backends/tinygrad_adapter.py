@@ -11,15 +11,16 @@ tinygrad 0.14 has no ``requires_grad``, no grad modes and no graph freeing; the 
 * every floating tensor is differentiable: ``backward`` fills ``.grad`` of every live floating tensor
   the output depends on (intermediates too), and ``Tensor.gradient`` rejects non-float tensors. So
   ``requires_grad`` is "is floating point", ``tensor`` ignores its ``requires_grad`` argument (tinygrad's
-  ``Tensor`` has none) and ``requires_grad_`` is missing.
-* a tensor's graph node is its ``uop``; a tensor made from data holds a buffer (``BUFFER``, the
-  ``COPY`` that loads one, or a ``CONST`` for a 0-d array), an op's result holds that op. So a leaf
-  is a tensor whose ``uop`` is one of those, and ``has_grad_fn`` is its negation.
+  ``Tensor`` has none) and the capability ``requires_grad_`` is not declared.
+* tinygrad has no leaf flag and no ``grad_fn``: its public ``Tensor`` holds ``uop``, ``grad`` and
+  ``is_param`` (an optimizer's mark, True for op results too). So the capability ``is_leaf`` is not
+  declared and ``is_leaf``, ``has_grad_fn`` raise, rather than read the kind of tinygrad's internal
+  ``UOp`` node.
 * ``.grad`` is a plain attribute: ``set_grad`` assigns it, as ``t.grad = value`` does.
 * ``backward`` is ``Tensor.backward(gradient)``: the graph is never freed and every gradient is a
   lazy graph that can be differentiated again, so ``retain_graph`` and ``create_graph`` ask for what
-  it always does and are not passed; ``inputs`` is passed when set, and tinygrad's ``TypeError``
-  says it has no such argument.
+  it always does and are not passed (``retain_graph`` and ``backward_create_graph`` are declared);
+  ``inputs`` is passed when set, and tinygrad's ``TypeError`` says it has no such argument.
 * ``grad`` is ``Tensor.gradient(*inputs, gradient=...)`` on one output (``.grad`` untouched).
 * ``vjp`` is ``Tensor.gradient`` too; nested, it gives higher order.
 * in place: ``+=``, ``-=``, ``*=`` (``Tensor.assign`` of the result), ``assign`` of a constant or a
@@ -53,8 +54,6 @@ _DTYPES = {
                  "uint16", "uint32", "uint64", "bool")
 }  # fmt: skip
 _NAMES = {v: k for k, v in _DTYPES.items()}
-_DATA_OPS = frozenset({Ops.BUFFER, Ops.COPY, Ops.CONST})
-"""The ops of a tensor made from data rather than by an op."""
 
 
 def _setitem(a: Tensor, key: Any, value: Any) -> Tensor:
@@ -136,6 +135,8 @@ class TinygradAdapter:
         {
             "stateful",
             "autograd_grad",
+            "backward_create_graph",
+            "retain_graph",
             "grad_assign",
             "higher_order",
             "inplace",
@@ -204,13 +205,13 @@ class TinygradAdapter:
         t.grad = value
 
     def is_leaf(self, t: Tensor) -> bool:
-        return t.uop.op in _DATA_OPS
+        raise _lacks("is_leaf: no leaf flag (is_param marks op results too)")
 
     def requires_grad(self, t: Tensor) -> bool:
         return t.is_floating_point()
 
     def has_grad_fn(self, t: Tensor) -> bool:
-        return t.uop.op not in _DATA_OPS
+        raise _lacks("grad_fn")
 
     def requires_grad_(self, t: Tensor, flag: bool = True) -> Tensor:
         raise _lacks("requires_grad: every floating tensor is differentiable")

@@ -112,32 +112,54 @@ def model(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-DEVIATIONS = ("failed", "crashed", "timeout", "error", "expected_failure")
-"""Statuses that are a finding about an engine (or its adapter) rather than a pass or a missing capability."""
+DEVIATIONS = ("failed", "crashed", "timeout", "error")
+"""Statuses of a deviation no finding explains: a new bug of the engine (or a mistake of its adapter)."""
 
 
-def _findings(engine: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One line per rule the engine deviates from: its dtypes, status, why, and where its repro is."""
-    by_rule: dict[str, dict[str, Any]] = {}
+def _findings(engine: Mapping[str, Any]) -> dict[str, Any]:
+    """The engine's findings, each with the checks it explained and those where it is stale, then the deviations no
+    finding explains (one line per rule): what an engine author acts on, before the rules."""
+    defined = {f["id"]: {**f, "checks": [], "stale": []} for f in engine["gate"].get("findings") or ()}
+    unexplained: dict[str, dict[str, Any]] = {}
     for r in engine["results"]:
-        if r["status"] not in DEVIATIONS:
-            continue
-        failure = r["failure"] or {}
-        why = (r["expected"] or {}).get("reason") or (failure.get("message") or r["error"] or "").split("\n")[0]
-        entry = by_rule.setdefault(
-            r["id"],
-            {"rule": r, "dtypes": [], "statuses": set(), "why": why, "repro": failure.get("repro_path")},
-        )
-        entry["dtypes"].append(r["dtype"])
-        entry["statuses"].add(r["status"])
-    return [{**f, "statuses": sorted(f["statuses"])} for f in by_rule.values()]
+        for struck in (r["expected"] or {}).get("findings") or ():
+            if struck["id"] not in defined:
+                continue
+            if r["status"] == "expected_failure" and struck["cases"]:
+                defined[struck["id"]]["checks"].append(r)
+            elif r["status"] == "unexpectedly_passed":
+                defined[struck["id"]]["stale"].append(r)
+        if r["status"] in DEVIATIONS:
+            failure = r["failure"] or {}
+            why = (failure.get("message") or r["error"] or "").split("\n")[0]
+            entry = unexplained.setdefault(
+                r["id"], {"rule": r, "dtypes": [], "statuses": set(), "why": why, "repro": failure.get("repro_path")}
+            )
+            entry["dtypes"].append(r["dtype"])
+            entry["statuses"].add(r["status"])
+    found = sorted(defined.values(), key=lambda f: (f["class"] != "bug", f["upstream"] != "not reported", f["id"]))
+    counts = Counter(f["class"] for f in found)
+    return {
+        "findings": found,
+        "bugs": counts["bug"],
+        "designs": counts["design"],
+        "unreported": sum(f["class"] == "bug" and f["upstream"] == "not reported" for f in found),
+        "explained": sum(len(f["checks"]) for f in found),
+        "unexplained": [{**u, "statuses": sorted(u["statuses"])} for u in unexplained.values()],
+    }
+
+
+def findings_cell(run: Mapping[str, Any]) -> str:
+    """The README's findings column: bugs (not reported upstream) and designs."""
+    f = _findings(run)
+    return f"{f['bugs']} bugs ({f['unreported']} not reported), {f['designs']} design" if f["findings"] else "none"
 
 
 def readme_table(docs: Iterable[Mapping[str, Any]]) -> str:
     """A Markdown table of the engines: version, and conformance per level (passed / applicable), unsupported apart."""
     runs = results.merge(docs)
-    head = "| engine | version | " + " | ".join(specs.LEVELS) + " | unsupported | gate |\n"
-    head += "|---|---|" + "---:|" * len(specs.LEVELS) + "---:|---|\n"
+    head = "| engine | version | findings | " + " | ".join(specs.LEVELS) + " | unsupported | gate |\n"
+    head += "|---|---|---|" + "---:|" * len(specs.LEVELS) + "---:|---|\n"
     rows = []
     for run in runs:
         cells = []
@@ -147,7 +169,8 @@ def readme_table(docs: Iterable[Mapping[str, Any]]) -> str:
         unsupported = sum(r["status"] == "unsupported" for r in run["results"])
         gate = "holds" if run["gate"]["holds"] else "broken"
         rows.append(
-            f"| {run['backend']['name']} | {run['backend']['version']} | {' | '.join(cells)} | {unsupported} | {gate} |"
+            f"| {run['backend']['name']} | {run['backend']['version']} | {findings_cell(run)} | {' | '.join(cells)}"
+            f" | {unsupported} | {gate} |"
         )
     return head + "\n".join(rows) + "\n"
 

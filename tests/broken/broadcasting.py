@@ -186,3 +186,48 @@ class IntegerOperandWins(TorchAdapter):
 
     breaks = ("broadcasting.grad.integer-operand",)
     ops = with_ops(mul=lambda a, b: torch.mul(a, b).to(b.dtype) if not b.is_floating_point() else torch.mul(a, b))
+
+
+def _refuse_empty(a: torch.Tensor, b: torch.Tensor) -> None:
+    """A gap on one class of cases: a size-0 operand raises (a finding excuses it ``when = "EMPTY"``)."""
+    if a.numel() == 0 or b.numel() == 0:
+        raise RuntimeError("mul: size-0 operands are not supported")
+
+
+def _mul_refusing_empty(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    _refuse_empty(a, b)
+    return a * b
+
+
+class _MulZeroDGradDoubled(torch.autograd.Function):
+    """mul whose gradient of a 0-d operand is doubled: a wrong value on other cases than the gap's."""
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = ctx.saved_tensors
+        ga, gb = (g * b).sum_to_size(a.shape), (g * a).sum_to_size(b.shape)
+        return (2 * ga if a.dim() == 0 else ga), (2 * gb if b.dim() == 0 else gb)
+
+
+def _mul_refusing_empty_doubling_zero_d(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    _refuse_empty(a, b)
+    return _MulZeroDGradDoubled.apply(a, b)
+
+
+class MulRefusesEmpty(TorchAdapter):
+    """A known gap: ``tests/test_findings.py`` excuses it with a finding whose condition is ``EMPTY``."""
+
+    breaks = ("broadcasting.grad.sum-to-input-shape",)
+    ops = with_ops(mul=_mul_refusing_empty)
+
+
+class MulRefusesEmptyAndDoublesZeroD(TorchAdapter):
+    """The same gap, and a second bug of the same rule on other cases: the finding must not hide it."""
+
+    breaks = ("broadcasting.grad.sum-to-input-shape",)
+    ops = with_ops(mul=_mul_refusing_empty_doubling_zero_d)

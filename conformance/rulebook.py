@@ -262,7 +262,8 @@ def show(rule: Rule) -> str:
     e = entry(rule)
     which = "the simplest case it draws" if e.drawn else "its first example"
     lines = [
-        f"{rule.id} ({rule.level}): {rule.statement}",
+        f"{rule.id} ({rule.level}{', a convention: gated with --gate-conventions' if rule.convention else ''}):"
+        f" {rule.statement}",
         f"file:     {where}" + (f":{line}" if line else " (no id line: generated from a table)"),
         f"template: {rule.template}",
         f"needs:    {', '.join(templates.needs(rule)) or '(none)'}",

@@ -294,21 +294,28 @@ def _excuse(where: str, key: str, j: int, raw: Any, by_id: Mapping[str, specs.Ru
 
 
 def coverage(findings: Findings, doc: Mapping[str, Any]) -> list[str]:
-    """Problems with how ``findings`` explain a results document: each non-passing check must belong to exactly one
-    finding (an excuse naming its rule and dtype, with its failure kind)."""
+    """Problems with how ``findings`` explain a results document: each non-passing check must be explained, and its
+    recorded divergence by exactly one finding (an excuse naming its rule and dtype, its kind, a condition its case
+    meets). A check whose excuses set cases aside without a divergence (a hang's condition) names them itself."""
     problems = []
+    keys = {f.key for f in findings.findings}
     for result in doc["results"]:
         if result["status"] not in NOT_PASSING:
             continue
         failure = result.get("failure") or {}
         kind = result["status"] if result["status"] in CHANCE else failure.get("kind")
+        check = f"{result['id']}[{result['dtype']}] ({result['status']}, {kind})"
+        struck = {f["id"] for f in (result.get("expected") or {}).get("findings") or () if f.get("cases")}
+        if struck - keys:
+            problems.append(f"{check}: struck by findings not in the file: {sorted(struck - keys)}")
+        if kind is None and struck:
+            continue  # only cases a hang's condition set aside: they name their findings
         case = _recorded(failure.get("counterexample"))
         owners = {
             e.finding
             for e in findings.excuses(result["id"], result["dtype"])
             if kind in e.kinds and (e.when is None or case is None or e.holds(case))
         }
-        check = f"{result['id']}[{result['dtype']}] ({result['status']}, {kind})"
         if not owners:
             problems.append(f"{check}: no finding explains it")
         elif len(owners) > 1:

@@ -104,7 +104,7 @@ class TypoCapability(ReferenceAdapter):
 
 
 class MissingMethod(ReferenceAdapter):
-    """Declares ``retain_grad`` without ``retains_grad``."""
+    """Declares ``retains_grad`` without the method."""
 
     retains_grad = None
 

@@ -6,6 +6,7 @@ import json
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conformance import findings, templates
@@ -98,13 +99,15 @@ def test_excuses_by_rule_kind_and_condition(tmp_path: Path, rules: list) -> None
     assert known.diverging("float32") == {RULE}, "the programs leave the form out, conditional excuse or not"
 
     class Case:
-        arrays = {"a": __import__("numpy").ones((2, 0)), "b": __import__("numpy").ones(())}
-        result = (2, 0)
+        arrays = {"a": np.ones((2, 1)), "b": np.ones(())}
+        result = (2, 1)
         dtype = "float32"
 
-    assert excuse.holds(Case)
-    Case.arrays = {"a": __import__("numpy").ones((2, 1))}
     assert not excuse.holds(Case)
+    Case.result = (2, 0)
+    assert excuse.holds(Case), "a size-0 result"
+    Case.arrays, Case.result = {"a": np.ones((2, 0)), "b": np.ones(())}, (2, 0)
+    assert excuse.holds(Case), "a size-0 operand"
 
 
 def _run(tmp_path: Path, backend: str, *args: str) -> tuple[int, str, dict]:

@@ -112,7 +112,7 @@ def test_a_known_crash_or_hang_is_an_expected_failure(
     ("backend", "message"),
     [
         ("tests.misbehaving:TypoCapability", "unknown capability 'higher_ordr' (did you mean 'higher_order'?)"),
-        ("tests.misbehaving:MissingMethod", "declares 'retain_grad' but has no 'retains_grad'"),
+        ("tests.misbehaving:MissingMethod", "declares 'retains_grad' but has no 'retains_grad'"),
         ("tests.misbehaving:NoErrorsTable", "'errors' must be a mapping"),
         ("tests.misbehaving:UnknownErrorMeaning", "unknown error meaning 'graph_free' (did you mean 'graph_freed'?)"),
         ("tests.misbehaving:RaisingInit", "RaisingInit() raised RuntimeError: no device found"),

@@ -111,12 +111,18 @@ def expected_record(keys: Iterable[str], counts: Mapping[str, int], known: Mappi
     }
 
 
+def relative(text: str) -> str:
+    """``text`` with the paths under the working directory made relative to it: an engine's message may quote its
+    own traceback, and a results file committed from a checkout must not name the machine it was made on."""
+    return text.replace(f"{Path.cwd()}{os.sep}", "")
+
+
 def failure_record(failure: CheckFailure, outcome: runner.Outcome) -> dict[str, Any]:
     """The ``failure`` object of a result: the divergence, the shrunk case, the repro's own parts."""
     parts = outcome.repro
     return {
         "kind": failure.kind,
-        "message": failure.detail,
+        "message": relative(failure.detail),
         "line": failure.line,
         "case": repr(failure.case),
         "counterexample": explore.counterexample(failure.case) if isinstance(failure.case, Case) else None,
@@ -192,7 +198,9 @@ class Collector:
             if outcome.failure or outcome.expected:
                 facts["failure"] = failure_record(outcome.failure or outcome.expected, outcome)
         if status == "error":
-            facts["error"] = outcome.failure.detail if outcome and outcome.failure else report.longreprtext[-4000:]
+            facts["error"] = relative(
+                outcome.failure.detail if outcome and outcome.failure else report.longreprtext[-4000:]
+            )
         report.user_properties.append((PROPERTY, results.record(rule, dtype, status, **facts)))
         return report
 

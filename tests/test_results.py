@@ -187,3 +187,18 @@ def test_exploration_makes_the_gate_remember(tmp_path: Path) -> None:
     [before], [after] = doc["results"], remembered["results"]
     assert after["status"] == "failed" and after["examples_run"] == 1, "the explicit example fails first"
     assert after["failure"]["counterexample"] == before["failure"]["counterexample"]
+
+
+def test_paths_under_the_checkout_are_recorded_relative() -> None:
+    """An engine's message may quote its own traceback: results written from a checkout name no machine path."""
+    from conformance.collector import relative
+
+    assert relative(f'File "{Path.cwd()}/.venv/lib/x.py", line 3') == 'File ".venv/lib/x.py", line 3'
+    assert relative("elsewhere: /opt/x.py") == "elsewhere: /opt/x.py"
+
+
+def test_committed_reports_name_no_machine_path() -> None:
+    root = Path(__file__).resolve().parents[1] / "reports"
+    for path in [*root.glob("*.html"), *root.glob("results/*.json")]:
+        text = path.read_text(encoding="utf-8")
+        assert not any(prefix in text for prefix in (str(root.parent) + "/", "/tmp/", "/root/")), path

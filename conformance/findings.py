@@ -16,10 +16,9 @@ from __future__ import annotations
 import re
 import sys
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import CodeType
 from typing import Any
 
 import numpy as np
@@ -63,7 +62,7 @@ class Excuse:
 
     def holds(self, case: Any) -> bool:
         """Whether the case meets the condition (always, without one)."""
-        return self.when is None or bool(eval(_condition(self.when), _scope(case)))
+        return self.when is None or bool(eval(language.compile_expression(self.when), _scope(case)))
 
 
 @dataclass(frozen=True)
@@ -145,23 +144,17 @@ class Excused:
 
     def before(self, case: Any) -> Excuse | None:
         """An excuse of a crash or hang whose condition the case meets: the case is set aside unrun."""
-        for e in self.excuses:
-            if e.when is not None and e.kinds & CHANCE and e.holds(case):
-                self.counts[e.finding] = self.counts.get(e.finding, 0) + 1
-                return e
-        return None
+        return self._counted(e for e in self.excuses if e.when is not None and e.kinds & CHANCE and e.holds(case))
 
     def after(self, case: Any, kind: str) -> Excuse | None:
         """The excuse of a case that failed with ``kind``, if one covers it; counted."""
-        for e in self.excuses:
-            if kind in e.kinds and e.holds(case):
-                self.counts[e.finding] = self.counts.get(e.finding, 0) + 1
-                return e
-        return None
+        return self._counted(e for e in self.excuses if kind in e.kinds and e.holds(case))
 
-
-def _condition(source: str) -> CodeType:
-    return language.compile_expression(source)
+    def _counted(self, matching: Iterator[Excuse]) -> Excuse | None:
+        excuse = next(matching, None)
+        if excuse is not None:
+            self.counts[excuse.finding] = self.counts.get(excuse.finding, 0) + 1
+        return excuse
 
 
 def _scope(case: Any) -> dict[str, Any]:

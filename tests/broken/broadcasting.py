@@ -10,13 +10,17 @@ import torch
 from conformance.backends.pytorch import OPS, TorchAdapter, with_ops
 
 
-class _MulMeanGrad(torch.autograd.Function):
-    """mul whose backward averages the gradient instead of summing it back over broadcast dims."""
+class _Mul(torch.autograd.Function):
+    """mul's forward, saving its operands: each subclass gets its backward wrong in its own way."""
 
     @staticmethod
     def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(a, b)
         return a * b
+
+
+class _MulMeanGrad(_Mul):
+    """mul whose backward averages the gradient instead of summing it back over broadcast dims."""
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,13 +203,8 @@ def _mul_refusing_empty(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a * b
 
 
-class _MulZeroDGradDoubled(torch.autograd.Function):
+class _MulZeroDGradDoubled(_Mul):
     """mul whose gradient of a 0-d operand is doubled: a wrong value on other cases than the gap's."""
-
-    @staticmethod
-    def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(a, b)
-        return a * b
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,7 +2,7 @@
 
 Running the rules is pytest's job (``pytest --pyargs conformance --backend=NAME``); ``report`` works on
 the results files such runs write, e.g. to merge the runs of several backends into one report. ``compare OLD NEW``
-prints what changed between two runs of one engine (``conformance/compare.py``). ``rules``
+prints what changed between two runs of one engine (``conformance/verdict/compare.py``). ``rules``
 writes the rulebook (every rule with a PyTorch example), ``show`` explains one rule, and ``bench`` times the
 gate per backend (``conformance/bench.py``). Each command
 imports what it needs only when it runs: ``report`` must not pay for Hypothesis, nor ``rules`` for pytest.
@@ -79,8 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _show(parser, args.rule_id)
     if args.command == "compare":
         return _compare(parser, args)
-    from conformance import results
     from conformance.report import render
+    from conformance.verdict import results
 
     try:
         docs = [results.load(path) for path in args.results]
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _compare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from conformance import compare, results
+    from conformance.verdict import compare, results
 
     try:
         old, new = results.load(args.old), results.load(args.new)

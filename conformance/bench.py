@@ -220,8 +220,10 @@ def hypothesis_floor(rules: Sequence[Any] | None = None) -> Floor:
     drawn first, untimed: a run reads them from where an earlier run kept them."""
     import hypothesis
 
-    from conformance import backends, plugin, runner, templates  # plugin: registers the gate's profile
-    from conformance.model import ModelTemplate
+    from conformance import backends, templates  # plugin: registers the gate's profile
+    from conformance.draw.model import ModelTemplate
+    from conformance.execute import runner
+    from conformance.pytest_plugin import plugin
 
     adapter = backends.resolve("numpy")
     gate = hypothesis.settings.get_profile("conformance-gate")

@@ -26,13 +26,14 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from conformance import language, oracle, specs
-from conformance.adapter import ERROR_MEANINGS, OPS
-from conformance.literal import Script
-from conformance.model import ModelTemplate
-from conformance.programs import ProgramTemplate
-from conformance.specs import COMMON_FIELDS, VOCABULARY, Rule, SpecError
-from conformance.strategies import Case, cases, fill, more_values, representable
+from conformance import oracle
+from conformance.draw.model import ModelTemplate
+from conformance.draw.programs import ProgramTemplate
+from conformance.draw.strategies import Case, cases, fill, more_values, representable
+from conformance.spec import language, specs
+from conformance.spec.literal import Script
+from conformance.spec.specs import COMMON_FIELDS, VOCABULARY, Rule, SpecError
+from conformance.vocabulary import ERROR_MEANINGS, OPS
 
 
 class OracleError(RuntimeError):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from conformance.plugin import Run
-from conformance.specs import Rule
+from conformance.pytest_plugin.plugin import Run
+from conformance.spec.specs import Rule
 
 
 def test_rule(rule: Rule, dtype: str, conformance_run: Run, request: pytest.FixtureRequest) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapter import CAPABILITY_METHODS
+from conformance.backends.protocol import CAPABILITY_METHODS
 
 INPLACE_OPS = {"add_", "sub_", "mul_", "zero_", "copy_", "setitem_"}
 """The catalog's in-place ops: the stateful layer's, absent from a functional engine's ops."""

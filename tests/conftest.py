@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from hypothesis import Phase, settings
 
-from conformance import specs, templates
-from conformance.plugin import OUTCOME, Run
-from conformance.runner import Outcome
+from conformance import templates
+from conformance.execute.runner import Outcome
+from conformance.pytest_plugin.plugin import OUTCOME, Run
+from conformance.spec import specs
 
 # Proving a rule can fail needs a failure, not a shrunk one: skip the shrink phase.
 settings.register_profile(

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conformance import results
-from conformance.gate import JUDGED
+from conformance.verdict import results
+from conformance.verdict.gate import JUDGED
 from tests.broken import all_broken
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from conformance.adapter import CAPABILITIES, ERROR_MEANINGS, OPS
-from conformance.runtime import Checks
+from conformance.execute.runtime import Checks
+from conformance.vocabulary import CAPABILITIES, ERROR_MEANINGS, OPS
 from tests.adapter_checks import (
     INPLACE_OPS,
     STATEFUL,

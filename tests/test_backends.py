@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from conformance import backends
-from conformance.adapter import CAPABILITIES, ERROR_MEANINGS, OPS, Adapter
+from conformance.backends.protocol import Adapter
 from conformance.backends.pytorch import TorchAdapter
+from conformance.vocabulary import CAPABILITIES, ERROR_MEANINGS, OPS
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from conformance import backends, bench, plugin, runner, templates
-from conformance.strategies import CASES_PER_EXAMPLE
+from conformance import backends, bench, templates
+from conformance.draw.strategies import CASES_PER_EXAMPLE
+from conformance.execute import runner
+from conformance.pytest_plugin import plugin
 
 ROOT = Path(__file__).resolve().parent.parent
 

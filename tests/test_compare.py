@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance import results
 from conformance.__main__ import main
-from conformance.compare import compare, html, kind, text
+from conformance.verdict import results
+from conformance.verdict.compare import compare, html, kind, text
 from tests.results_fixtures import ROOT, made_up_doc
 
 OLD = {

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance import findings, templates
+from conformance import templates
+from conformance.verdict import findings
 from tests.results_fixtures import PASSING_RULE, ROOT, run_suite
 
 RULE = "broadcasting.grad.sum-to-input-shape"

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from conformance import specs
-from conformance.collector import status_of
-from conformance.failures import CheckFailure
-from conformance.findings import Excuse, Finding
-from conformance.gate import Gate, GateError, parse_levels
-from conformance.runner import Outcome
+from conformance.execute.failures import CheckFailure
+from conformance.execute.runner import Outcome
+from conformance.pytest_plugin.collector import status_of
+from conformance.spec import specs
+from conformance.verdict.findings import Excuse, Finding
+from conformance.verdict.gate import Gate, GateError, parse_levels
 from tests.results_fixtures import BROKEN_RULE, PASSING_RULE, SPEC, broken_backend, run_suite
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance import results
+from conformance.verdict import results
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = ROOT / "tests" / "data" / "probe.toml"

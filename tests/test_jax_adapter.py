@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from conformance import specs, templates
-from conformance.adapter import CAPABILITIES, ERROR_MEANINGS, OPS
-from conformance.plugin import OUTCOME
+from conformance import templates
+from conformance.pytest_plugin.plugin import OUTCOME
+from conformance.spec import specs
+from conformance.vocabulary import CAPABILITIES, ERROR_MEANINGS, OPS
 from tests.adapter_checks import INPLACE_OPS, check_custom_vjp
 from tests.conftest import check_rule, make_run
 

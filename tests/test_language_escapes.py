@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance import language, specs, templates
-from conformance.failures import CheckFailure, execute
-from conformance.literal import Script
+from conformance import templates
+from conformance.execute.failures import CheckFailure, execute
+from conformance.spec import language, specs
+from conformance.spec.literal import Script
 
 SCENARIO = """
 area = "demo"

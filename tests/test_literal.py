@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conformance.literal import Script, bindable, literal
+from conformance.spec.literal import Script, bindable, literal
 
 VALUES = [
     np.array([[1.5, -0.25], [np.nan, np.inf]]),

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from conformance import oracle
-from conformance.adapter import CAPABILITIES, ERROR_MEANINGS, OPS, validate
+from conformance.backends.protocol import validate
+from conformance.vocabulary import CAPABILITIES, ERROR_MEANINGS, OPS
 from tests.adapter_checks import INPLACE_OPS, check_custom_vjp, check_sgd_step
 
 mx = pytest.importorskip("mlx.core", reason="mlx is not installed")

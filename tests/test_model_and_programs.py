@@ -12,10 +12,12 @@ import pytest
 from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis.errors import NoSuchExample
 
-from conformance import oracle, repro, runner, specs
-from conformance.adapter import OPS
-from conformance.program_forms import catalog
-from conformance.programs import Program, drawn_forms, programs
+from conformance import oracle
+from conformance.draw.programs import Program, drawn_forms, programs
+from conformance.execute import repro, runner
+from conformance.spec import specs
+from conformance.spec.forms import catalog
+from conformance.vocabulary import OPS
 from tests.broken.accumulation import BackwardOverwrites, GradAssignNoneIgnored, LeafGradFromFirstUseOnly
 from tests.broken.backward import RetainsGraphAlways
 from tests.broken.broadcasting import MulGradNotReduced
@@ -149,7 +151,7 @@ def test_programs_agree_with_finite_differences() -> None:
 def test_program_renderings_agree() -> None:
     """The engine's statements, run on the float64 reference engine, give the oracle's value of the one expression."""
     from conformance.backends.reference import ReferenceAdapter
-    from conformance.runtime import bind
+    from conformance.execute.runtime import bind
 
     for program in _draw(100, "float64"):
         scope = bind(ReferenceAdapter(), "float64")

@@ -8,9 +8,10 @@ import pytest
 pytest.importorskip("mygrad")
 
 from conformance import oracle
-from conformance.adapter import CAPABILITIES, ERROR_MEANINGS, OPS, Adapter
 from conformance.backends import resolve
 from conformance.backends.mygrad_adapter import MygradAdapter
+from conformance.backends.protocol import Adapter
+from conformance.vocabulary import CAPABILITIES, ERROR_MEANINGS, OPS
 
 A = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]])
 B = np.array([1.0, -2.0, 0.5])

@@ -7,8 +7,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from conformance.adapter import CAPABILITIES, ERROR_MEANINGS, OPS, validate
-from conformance.runtime import Checks
+from conformance.backends.protocol import validate
+from conformance.execute.runtime import Checks
+from conformance.vocabulary import CAPABILITIES, ERROR_MEANINGS, OPS
 from tests.adapter_checks import check_vjp_of_a_broadcast_product, check_vjp_unused_primal_and_nesting
 
 paddle = pytest.importorskip("paddle", reason="paddle is not installed")

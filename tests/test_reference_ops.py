@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conformance.adapter import OPS
 from conformance.reference import Tensor, grad, ops, tensor
+from conformance.vocabulary import OPS
 
 COND = np.array([[True, False, True], [False, False, True]])
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conformance import results
 from conformance.report import render
+from conformance.verdict import results
 from tests.results_fixtures import ROOT, made_up_doc
 
 STATUSES = {

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance import explore, results
-from conformance.strategies import example_case
+from conformance.draw.strategies import example_case
+from conformance.verdict import explore, results
 from tests.results_fixtures import BROKEN_RULE, PASSING_RULE, SPEC, broken_backend, made_up_doc, run_suite
 
 TOP_LEVEL = {
@@ -191,7 +191,7 @@ def test_exploration_makes_the_gate_remember(tmp_path: Path) -> None:
 
 def test_paths_under_the_checkout_are_recorded_relative() -> None:
     """An engine's message may quote its own traceback: results written from a checkout name no machine path."""
-    from conformance.collector import relative
+    from conformance.pytest_plugin.collector import relative
 
     assert relative(f'File "{Path.cwd()}/.venv/lib/x.py", line 3') == 'File ".venv/lib/x.py", line 3'
     assert relative("elsewhere: /opt/x.py") == "elsewhere: /opt/x.py"

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conformance import rulebook, rulebook_torch, specs
+from conformance import rulebook
 from conformance.__main__ import main
+from conformance.rulebook import torch_source
+from conformance.spec import specs
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "rules"
@@ -68,7 +70,7 @@ def test_committed_rulebook_is_up_to_date(areas: dict[str, list[rulebook.Entry]]
 def test_raises_becomes_try_except_naming_what_torch_raises() -> None:
     script = "X = np.array([1.0, 2.0], dtype=np.float64).reshape((2,))\n"
     script += "x = tensor(X, requires_grad=True)\nwith raises('implicit_grad_nonscalar'):\n    backward(mul(x, 2.0))\n"
-    code = rulebook_torch.translate(script)
+    code = torch_source.translate(script)
     assert "x = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)" in code
     assert "try:\n    (x * 2.0).backward()\nexcept RuntimeError as error:\n    # expected: backward/grad" in code
     assert "re.search('grad can be implicitly created only for', str(error))" in code
@@ -76,8 +78,8 @@ def test_raises_becomes_try_except_naming_what_torch_raises() -> None:
 
 
 def test_untranslatable_construct_is_reported_not_crashed() -> None:
-    with pytest.raises(rulebook_torch.Untranslatable, match="NumPy on a tensor"):
-        rulebook_torch.translate("x = tensor(np.ones(3))\ny = np.sin(x)\n")
+    with pytest.raises(torch_source.Untranslatable, match="NumPy on a tensor"):
+        torch_source.translate("x = tensor(np.ones(3))\ny = np.sin(x)\n")
 
 
 def test_rules_text_for_one_area(capsys: pytest.CaptureFixture[str]) -> None:

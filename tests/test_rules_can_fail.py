@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance import specs
+from conformance.spec import specs
 from tests.broken import all_broken
 from tests.conftest import check_rule
 from tests.test_model_and_programs import CASES as PROPERTY_CASES

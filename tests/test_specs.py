@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance import specs, templates
-from conformance.adapter import OPS
+from conformance import templates
+from conformance.spec import specs
+from conformance.vocabulary import OPS
 
 GOOD = """
 [[rule]]

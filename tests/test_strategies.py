@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from conformance import runner, specs, strategies
 from conformance.backends.reference import ReferenceAdapter
+from conformance.draw import strategies
+from conformance.execute import runner
+from conformance.spec import specs
 from tests.results_fixtures import BROKEN_RULE, broken_backend, run_suite
 
 RULES = {r.id: r for r in specs.load()}

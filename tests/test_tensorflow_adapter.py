@@ -8,8 +8,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from conformance.adapter import CAPABILITIES, ERROR_MEANINGS, OPS, validate
-from conformance.runtime import Checks
+from conformance.backends.protocol import validate
+from conformance.execute.runtime import Checks
+from conformance.vocabulary import CAPABILITIES, ERROR_MEANINGS, OPS
 from tests.adapter_checks import (
     INPLACE_OPS,
     STATEFUL,

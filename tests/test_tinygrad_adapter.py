@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from conformance import oracle
-from conformance.adapter import CAPABILITIES, ERROR_MEANINGS, OPS, validate
+from conformance.backends.protocol import validate
+from conformance.vocabulary import CAPABILITIES, ERROR_MEANINGS, OPS
 
 tinygrad = pytest.importorskip("tinygrad", reason="tinygrad is not installed")
 TinygradAdapter = pytest.importorskip("conformance.backends.tinygrad_adapter").TinygradAdapter

@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from conformance import runtime, specs, templates
-from conformance.adapter import CAPABILITIES, ERROR_MEANINGS, OPS, validate
+from conformance import templates
+from conformance.backends.protocol import validate
 from conformance.backends.torch_func_adapter import TorchFuncAdapter
-from conformance.plugin import OUTCOME
+from conformance.execute import runtime
+from conformance.pytest_plugin.plugin import OUTCOME
+from conformance.spec import specs
+from conformance.vocabulary import CAPABILITIES, ERROR_MEANINGS, OPS
 from tests.adapter_checks import (
     INPLACE_OPS,
     STATEFUL,

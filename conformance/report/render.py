@@ -16,7 +16,8 @@ from typing import Any
 import jinja2
 
 import conformance
-from conformance import results, specs
+from conformance.spec import specs
+from conformance.verdict import results
 
 STATUS_MARKS = {
     "passed": "✓",

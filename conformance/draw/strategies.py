@@ -28,8 +28,9 @@ from hypothesis import __version__ as hypothesis_version
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conformance import language, oracle
-from conformance.specs import DOMAINS, Given
+from conformance import oracle
+from conformance.spec import language
+from conformance.spec.specs import DOMAINS, Given
 
 Shape = tuple[int, ...]
 CASES_PER_EXAMPLE = 4

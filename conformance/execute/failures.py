@@ -15,9 +15,9 @@ import sys
 import traceback
 from typing import Any
 
-from conformance import language
-from conformance.literal import Script
-from conformance.runtime import ConformanceFailure
+from conformance.execute.runtime import ConformanceFailure
+from conformance.spec import language
+from conformance.spec.literal import Script
 
 _INTERRUPTED = False
 

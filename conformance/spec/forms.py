@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from conformance.adapter import OPS
-from conformance.specs import DOMAINS, Given, default_specs_dir, load_file
-from conformance.strategies import away_from_kinks
+from conformance.draw.strategies import away_from_kinks
+from conformance.spec.specs import DOMAINS, Given, default_specs_dir, load_file
+from conformance.vocabulary import OPS
 
 Shape = tuple[int, ...]
 RESULT = "RESULT"

@@ -1,7 +1,7 @@
 """Conformance results as data: the schema of a run's JSON file, validating, loading and merging it.
 
 Pure data: no pytest and no Hypothesis here, so ``python -m conformance report`` and any other
-reader import only this. The pytest side that fills a document is ``conformance.collector``. The
+reader import only this. The pytest side that fills a document is ``conformance.pytest_plugin.collector``. The
 schema is documented in ``docs/results-schema.md``. ``SCHEMA_VERSION`` changes when a field changes
 meaning or goes away; adding a field does not change it, so readers ignore unknown keys.
 """
@@ -14,10 +14,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from conformance import specs
-from conformance.findings import NO_FINDINGS
-from conformance.gate import Gate
-from conformance.runtime import ConformanceFailure
+from conformance.execute.runtime import ConformanceFailure
+from conformance.spec import specs
+from conformance.verdict.findings import NO_FINDINGS
+from conformance.verdict.gate import Gate
 
 SCHEMA = "autograd-conformance-results"
 SCHEMA_VERSION = 3

@@ -5,7 +5,7 @@ A run's verdict counts every rule the engine can run (its capabilities are decla
 whether a declared capability's rules bind). Conventions (``convention = true`` in a rule: ties split, a clamp's
 bounds) stay outside unless ``--gate-conventions``, for an engine that claims PyTorch parity.
 
-Known divergences are findings (``conformance.findings``, ``--findings FILE``), one root cause each, whose
+Known divergences are findings (``conformance.verdict.findings``, ``--findings FILE``), one root cause each, whose
 excuses set aside only the cases and divergences that cause produces; a result whose excused cases were all it
 failed on is ``expected_failure``. One that a finding names but that struck no case is ``unexpectedly_passed``
 (the finding is stale there): reported, and breaking under ``--strict-expected`` unless the finding is
@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from conformance import specs
-from conformance.findings import NO_FINDINGS, Findings
+from conformance.spec import specs
+from conformance.verdict.findings import NO_FINDINGS, Findings
 
 BREAKING = frozenset({"failed", "crashed", "timeout"})
 """Statuses that break the gate when the rule is gated (its level, and not a convention unless asked for)."""

@@ -4,7 +4,7 @@ Registered through the ``pytest11`` entry point, so it is active wherever the pa
 installed. It adds the options and checks every value before a test runs (a bad one is a usage
 error), registers the Hypothesis profiles, resolves and validates the backend, loads the specs,
 prints the run header, generates one test per (rule, dtype), and turns each rule's outcome
-(``conformance.runner``) into a pass, a skip (unsupported) or a failure with its repro.
+(``conformance.execute.runner``) into a pass, a skip (unsupported) or a failure with its repro.
 
 Isolation: by default the checks run in a pytest-xdist worker process (``-n 1`` when no ``-n`` is
 given) under a pytest-timeout limit, so an engine that crashes the process or hangs fails that one
@@ -27,9 +27,15 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 import conformance
-from conformance import adapter as protocol
-from conformance import backends, failures, repro, runner, specs, strategies, templates
-from conformance.gate import Gate
+from conformance import backends, templates
+from conformance.backends import protocol
+from conformance.draw import strategies
+from conformance.execute import failures, repro, runner
+from conformance.spec import specs
+from conformance.verdict.gate import Gate
+
+pytest_plugins = ["conformance.pytest_plugin.collector"]
+"""The results collector, registered with this plugin: one entry point for the suite."""
 
 _COMMON = {
     "deadline": None,

@@ -20,10 +20,10 @@ import numpy as np
 from hypothesis import strategies as st
 
 from conformance import oracle
-from conformance.literal import Script
-from conformance.program_forms import Argument, Form, catalog, fit, fits, in_domain, off_kinks, operand_shape, takes
-from conformance.specs import Given, Rule, SpecError
-from conformance.strategies import representable, shape_pool, shapes, values
+from conformance.draw.strategies import representable, shape_pool, shapes, values
+from conformance.spec.forms import Argument, Form, catalog, fit, fits, in_domain, off_kinks, operand_shape, takes
+from conformance.spec.literal import Script
+from conformance.spec.specs import Given, Rule, SpecError
 
 KINDS = ("grad", "const", "detached", "no_grad")
 """How a leaf is made; only "grad" leaves receive a gradient."""

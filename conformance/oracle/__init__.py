@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from conformance import language
+from conformance.spec import language
 
 Array = np.ndarray
 

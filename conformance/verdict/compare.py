@@ -3,7 +3,7 @@
 The gate says whether one run holds; a release of an engine, or a change to its adapter, is judged by what it
 moved: which rules and dtypes newly fail or newly pass, which changed otherwise (a capability declared or
 dropped), which appeared or went with the spec, and which known gaps were listed or struck off. Like
-``conformance.results`` this is pure data (no pytest, no Hypothesis), so reading two runs needs no test tooling.
+``conformance.verdict.results`` this is pure data (no pytest, no Hypothesis), so reading two runs needs no test tooling.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import conformance
-from conformance import results
+from conformance.verdict import results
 
 PASSING = frozenset({"passed", "unexpectedly_passed"})
 """The engine did what the rule says (an unexpected pass is a pass where a finding foresaw a failure)."""

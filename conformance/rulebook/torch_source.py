@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapter import ERROR_MEANINGS
+from conformance.vocabulary import ERROR_MEANINGS
 
 EXPRESSIONS: dict[str, str] = {
     **{op: f"torch.{op}(*_all)" for op in (
@@ -184,7 +184,9 @@ def constant_source(value: Any) -> str:
     return _number(value)
 
 
-def torch_errors(source: Path = Path(__file__).parent / "backends" / "pytorch.py") -> dict[str, tuple[str, str | None]]:
+def torch_errors(
+    source: Path = Path(__file__).parent.parent / "backends" / "pytorch.py",
+) -> dict[str, tuple[str, str | None]]:
     """Meaning -> (exception type(s), message pattern), read from the torch adapter's source.
 
     Read rather than imported, so that writing the rulebook does not need torch installed.

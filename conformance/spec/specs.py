@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance import language, oracle, runtime
-from conformance.adapter import CAPABILITIES, OPS
+from conformance import oracle
+from conformance.execute import runtime
+from conformance.spec import language
+from conformance.vocabulary import CAPABILITIES, OPS
 
 LEVELS = ("required", "recommended", "extension")
 DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -472,7 +474,7 @@ def _no_grad_rule(rid: str, what: str, common: dict[str, Any]) -> dict[str, Any]
 
 def default_specs_dir() -> Path:
     """``specs/`` of a checkout, or the copy installed inside the package."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent
     for candidate in (package / "specs", package.parent / "specs"):
         if candidate.is_dir():
             return candidate

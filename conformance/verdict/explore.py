@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from conformance import specs
-from conformance.strategies import Case, example_case
+from conformance.draw.strategies import Case, example_case
+from conformance.spec import specs
 
 
 def counterexample(case: Case) -> dict[str, Any]:

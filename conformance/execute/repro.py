@@ -11,9 +11,9 @@ import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from conformance import runtime
-from conformance.failures import CheckFailure
-from conformance.specs import Rule
+from conformance.execute import runtime
+from conformance.execute.failures import CheckFailure
+from conformance.spec.specs import Rule
 
 _IMPORT = re.compile(r"^(?:from ([\w.]+) import .*|import ([\w.]+).*)$")
 

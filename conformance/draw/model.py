@@ -38,12 +38,13 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from conformance import oracle, runtime
-from conformance.failures import CheckFailure, execute
-from conformance.literal import literal
-from conformance.runtime import ConformanceFailure
-from conformance.specs import Rule, SpecError
-from conformance.strategies import CASES_PER_EXAMPLE, representable
+from conformance import oracle
+from conformance.draw.strategies import CASES_PER_EXAMPLE, representable
+from conformance.execute import runtime
+from conformance.execute.failures import CheckFailure, execute
+from conformance.execute.runtime import ConformanceFailure
+from conformance.spec.literal import literal
+from conformance.spec.specs import Rule, SpecError
 
 SHAPES = ((), (3,), (2, 1), (2, 3))
 """Leaf shapes: all broadcast to (2, 3), and keepdim reductions stay among such shapes."""

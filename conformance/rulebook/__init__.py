@@ -21,9 +21,9 @@ from hypothesis import Phase, find, settings
 from hypothesis.errors import NoSuchExample
 
 from conformance import templates
-from conformance.rulebook_torch import Untranslatable, translate
-from conformance.specs import LEVELS, Rule
-from conformance.strategies import Case, example_case
+from conformance.draw.strategies import Case, example_case
+from conformance.rulebook.torch_source import Untranslatable, translate
+from conformance.spec.specs import LEVELS, Rule
 from conformance.templates import TEMPLATES, Template
 
 FORMATS = ("text", "markdown", "html")

@@ -23,15 +23,16 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import FlakyFailure
 
-from conformance import runtime, templates
-from conformance.adapter import OPS
-from conformance.failures import CheckFailure, execute
-from conformance.findings import NO_FINDINGS, Excuse, Excused, Findings
-from conformance.literal import Script
-from conformance.model import ModelTemplate
-from conformance.specs import Rule
-from conformance.strategies import CASES_PER_EXAMPLE, example_case
+from conformance import templates
+from conformance.draw.model import ModelTemplate
+from conformance.draw.strategies import CASES_PER_EXAMPLE, example_case
+from conformance.execute import runtime
+from conformance.execute.failures import CheckFailure, execute
+from conformance.spec.literal import Script
+from conformance.spec.specs import Rule
 from conformance.templates import TEMPLATES, Template
+from conformance.verdict.findings import NO_FINDINGS, Excuse, Excused, Findings
+from conformance.vocabulary import OPS
 
 
 @dataclass
@@ -58,7 +59,7 @@ class Outcome:
     """The script of the rule's first explicit example, as it ran."""
     repro_path: Path | None = None
     repro: Any = None
-    """The repro's parts (``conformance.repro.Repro``), set with ``repro_path`` when the check failed."""
+    """The repro's parts (``conformance.execute.repro.Repro``), set with ``repro_path`` when the check failed."""
     replay: str = ""
 
 

@@ -1,12 +1,12 @@
 """Collecting a conformance run's results under pytest: the results file, the report and the gate.
 
-A pytest plugin of its own (entry point ``conformance-results``), active when ``conformance.plugin``
+A pytest plugin of its own (registered by ``conformance.pytest_plugin.plugin``), active when ``conformance.pytest_plugin.plugin``
 has set up a run. Each rule test's outcome is recorded where the test ran (``pytest_runtest_makereport``)
 and carried to the controller in ``report.user_properties`` (under ``PROPERTY``), which pytest-xdist
 serializes with the report. The controller also records what never reported an outcome: a check
 whose worker crashed or hung (xdist's crash report; the in-flight file of that worker gives its
 script), and every collected check that never ran (an interrupted run). Then it builds the
-document (``conformance.results``), applies the gate and sets the exit code, so the printed gate
+document (``conformance.verdict.results``), applies the gate and sets the exit code, so the printed gate
 line, the JSON, the HTML and the exit code always say the same.
 """
 
@@ -26,10 +26,14 @@ import numpy as np
 import pytest
 
 import conformance
-from conformance import explore, findings, plugin, repro, results, runner, specs, templates
-from conformance.failures import CheckFailure
-from conformance.gate import JUDGED, Gate, GateError, parse_levels
-from conformance.strategies import Case
+from conformance import templates
+from conformance.draw.strategies import Case
+from conformance.execute import repro, runner
+from conformance.execute.failures import CheckFailure
+from conformance.pytest_plugin import plugin
+from conformance.spec import specs
+from conformance.verdict import explore, findings, results
+from conformance.verdict.gate import JUDGED, Gate, GateError, parse_levels
 
 PROPERTY = "conformance"
 """Name of the user property that carries a result record from the test's process to the controller."""
@@ -69,7 +73,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """After ``conformance.plugin`` has set up the run: collect its results, apply the gate."""
+    """After ``conformance.pytest_plugin.plugin`` has set up the run: collect its results, apply the gate."""
     if plugin.STASH in config.stash:
         config.pluginmanager.register(Collector(config), "conformance-results-collector")
 

@@ -7,7 +7,7 @@ divergence the cause produces, and optionally a condition on the case (``when``,
 that fails with an excused kind where the condition holds is set aside and the rule goes on drawing the rest of
 its domain, so one known gap does not hide a second bug of the same rule.
 
-``python -m conformance.findings FILE [RESULTS.json ...]`` checks a findings file, and that every non-passing
+``python -m conformance.verdict.findings FILE [RESULTS.json ...]`` checks a findings file, and that every non-passing
 check of each results file belongs to exactly one of its findings.
 """
 
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from conformance import language, specs
-from conformance.runtime import ConformanceFailure
+from conformance.execute.runtime import ConformanceFailure
+from conformance.spec import language, specs
 
 CLASSES = ("bug", "design")
 UPSTREAM = ("reported", "fixed", "documented", "not reported")
@@ -340,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from conformance import templates
 
-    parser = argparse.ArgumentParser(prog="python -m conformance.findings", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m conformance.verdict.findings", description=main.__doc__)
     parser.add_argument("findings", type=Path)
     parser.add_argument("results", type=Path, nargs="*", help="results files of the same engine")
     args = parser.parse_args(argv)

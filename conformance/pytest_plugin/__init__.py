@@ -1,0 +1,1 @@
+"""The pytest entry point: options, collection of one test per (rule, dtype), the results collector."""

@@ -1,0 +1,1 @@
+"""Stage 5: from outcomes to verdicts: results documents, the gate, findings, exploration, comparison."""
